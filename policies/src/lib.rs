@@ -1,0 +1,324 @@
+//! The agent's rules, as typed TOML.
+//!
+//! A *policy* is a TOML file that says what an agent may do and how much of it: how long a
+//! code cell may run, how much memory the guest may take, which host folders it sees, and (as
+//! later sections arrive) which tools it may call, how deep it may recurse and how it trains.
+//! This crate parses and validates that file; it enforces nothing by itself. The other crates
+//! read the typed values and apply them: `autodidact-sandbox` turns [`SandboxPolicy`] into its
+//! own limits, for instance.
+//!
+//! Every field has a default, so an empty file is a valid policy and the preset
+//! `presets/default.toml` only spells the defaults out. Unknown keys and bad values are errors
+//! that name the file, the line and the dotted key, because a typo in a security limit that
+//! silently falls back to a default is worse than a refusal to start.
+//!
+//! The main types are [`Policy`] (the whole file), [`SandboxPolicy`] (the `[sandbox]` section)
+//! and [`Error`].
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The text of the built-in default preset, `policies/presets/default.toml`.
+pub const DEFAULT_PRESET: &str = include_str!("../presets/default.toml");
+
+/// A whole policy file.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Policy {
+    /// Limits and grants for the Python sandbox.
+    pub sandbox: SandboxPolicy,
+}
+
+/// The `[sandbox]` section: every limit a code cell runs under.
+///
+/// Limits apply per cell unless the field says otherwise. Nothing is granted by default: no
+/// folders, no network, no processes, no threads.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SandboxPolicy {
+    /// Wall-clock deadline for one cell, in milliseconds (`sandbox.deadline_ms`).
+    pub deadline_ms: u64,
+    /// Cap on the guest's linear memory, in MiB (`sandbox.memory_mb`).
+    pub memory_mb: u64,
+    /// Bytes of stdout kept per cell; the rest is dropped and marked (`sandbox.stdout_bytes`).
+    pub stdout_bytes: usize,
+    /// Bytes of stderr kept per cell; the rest is dropped and marked (`sandbox.stderr_bytes`).
+    pub stderr_bytes: usize,
+    /// Filesystem path operations (opens, stats, directory reads) allowed per cell
+    /// (`sandbox.max_file_calls`).
+    pub max_file_calls: u64,
+    /// Host tool calls allowed per cell (`sandbox.max_tool_calls`).
+    pub max_tool_calls: u64,
+    /// Largest tool request or reply frame, in bytes (`sandbox.tool_payload_bytes`).
+    pub tool_payload_bytes: usize,
+    /// Deadline for one host tool call, in milliseconds (`sandbox.tool_timeout_ms`).
+    pub tool_timeout_ms: u64,
+    /// Optional instruction budget per cell (`sandbox.fuel`). Fuel needs its own compiled
+    /// module, so it is off unless set.
+    pub fuel: Option<u64>,
+    /// Host folders the guest may see (`[[sandbox.grants]]`). None by default.
+    pub grants: Vec<Grant>,
+}
+
+impl Default for SandboxPolicy {
+    fn default() -> Self {
+        Self {
+            deadline_ms: 10_000,
+            memory_mb: 1024,
+            stdout_bytes: 1 << 20,
+            stderr_bytes: 1 << 20,
+            max_file_calls: 10_000,
+            max_tool_calls: 256,
+            tool_payload_bytes: 1 << 20,
+            tool_timeout_ms: 60_000,
+            fuel: None,
+            grants: Vec::new(),
+        }
+    }
+}
+
+/// One host folder shown to the guest.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grant {
+    /// The folder on the host.
+    pub host: PathBuf,
+    /// Where the guest sees it, an absolute guest path such as `/data`.
+    pub guest: String,
+    /// `ro` (the default) or `rw`.
+    #[serde(default)]
+    pub mode: GrantMode,
+}
+
+/// Whether a granted folder is writable.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GrantMode {
+    /// Read-only.
+    #[default]
+    Ro,
+    /// Read and write.
+    Rw,
+}
+
+/// A policy that could not be read or does not validate.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The file could not be read.
+    #[error("cannot read policy {}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML, or a key or value is wrong.
+    #[error("{}", Located(self))]
+    Invalid {
+        /// The file, or `<inline>` for text without one.
+        path: PathBuf,
+        /// 1-based line of the offending key or value, when known.
+        line: Option<usize>,
+        /// The dotted key, such as `sandbox.deadline_ms`, when known.
+        key: Option<String>,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+struct Located<'a>(&'a Error);
+
+impl fmt::Display for Located<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Error::Invalid { path, line, key, message } = self.0 else { return Ok(()) };
+        write!(f, "{}", path.display())?;
+        if let Some(line) = line {
+            write!(f, ":{line}")?;
+        }
+        if let Some(key) = key {
+            write!(f, ": key `{key}`")?;
+        }
+        write!(f, ": {message}")
+    }
+}
+
+impl Policy {
+    /// Reads and validates a policy file.
+    pub fn load(path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| Error::Io { path: path.to_owned(), source })?;
+        Self::parse(&text, path)
+    }
+
+    /// The built-in default policy (`presets/default.toml`).
+    pub fn preset_default() -> Self {
+        Self::parse(DEFAULT_PRESET, Path::new("presets/default.toml"))
+            .expect("the default preset is checked by a test")
+    }
+
+    /// Parses policy text; `path` only labels errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, Error> {
+        let policy: Policy = toml::from_str(text).map_err(|e| {
+            let (line, key) = match e.span() {
+                Some(span) => locate(text, span.start),
+                None => (None, None),
+            };
+            Error::Invalid { path: path.to_owned(), line, key, message: e.message().trim().to_owned() }
+        })?;
+        policy.validate(text, path)?;
+        Ok(policy)
+    }
+
+    fn validate(&self, text: &str, path: &Path) -> Result<(), Error> {
+        let s = &self.sandbox;
+        let invalid = |key: &str, message: String| {
+            let line = find_key_line(text, "sandbox", key.rsplit('.').next().unwrap_or(key));
+            Error::Invalid { path: path.to_owned(), line, key: Some(key.to_owned()), message }
+        };
+        let positive: [(&str, u64); 5] = [
+            ("sandbox.deadline_ms", s.deadline_ms),
+            ("sandbox.memory_mb", s.memory_mb),
+            ("sandbox.tool_timeout_ms", s.tool_timeout_ms),
+            ("sandbox.stdout_bytes", s.stdout_bytes as u64),
+            ("sandbox.stderr_bytes", s.stderr_bytes as u64),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(invalid(key, "must be greater than 0".into()));
+            }
+        }
+        if s.memory_mb > 4096 {
+            return Err(invalid(
+                "sandbox.memory_mb",
+                format!("{} MiB is over wasm32's 4096 MiB address space", s.memory_mb),
+            ));
+        }
+        if s.fuel == Some(0) {
+            return Err(invalid("sandbox.fuel", "must be greater than 0 when set".into()));
+        }
+        for g in &s.grants {
+            if !g.guest.starts_with('/') || g.guest.split('/').any(|c| c == "..") {
+                return Err(invalid(
+                    "sandbox.grants.guest",
+                    format!("`{}` must be an absolute guest path without `..`", g.guest),
+                ));
+            }
+            if g.guest == "/usr/local/lib" || g.guest.starts_with("/usr/local/lib/") {
+                return Err(invalid(
+                    "sandbox.grants.guest",
+                    "`/usr/local/lib` is reserved for the Python standard library".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The 1-based line of byte `offset`, and the dotted key written on that line (with the
+/// nearest `[table]` header above it as prefix).
+fn locate(text: &str, offset: usize) -> (Option<usize>, Option<String>) {
+    let offset = offset.min(text.len());
+    let line_no = text[..offset].matches('\n').count() + 1;
+    let mut table = String::new();
+    let mut key = None;
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if i + 1 > line_no {
+            break;
+        }
+        if t.starts_with('[') {
+            table = t.trim_matches(|c| c == '[' || c == ']').trim().to_owned();
+        }
+        if i + 1 == line_no {
+            if let Some((k, _)) = t.split_once('=') {
+                let k = k.trim().trim_matches('"');
+                key = Some(if table.is_empty() { k.to_owned() } else { format!("{table}.{k}") });
+            } else if t.starts_with('[') {
+                key = Some(table.clone());
+            }
+        }
+    }
+    (Some(line_no), key)
+}
+
+/// The 1-based line where `key` is set inside `[table]`, if it is written there.
+fn find_key_line(text: &str, table: &str, key: &str) -> Option<usize> {
+    let mut current = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            current = t.trim_matches(|c| c == '[' || c == ']').trim().to_owned();
+        } else if current.starts_with(table)
+            && t.split_once('=').is_some_and(|(k, _)| k.trim() == key)
+        {
+            return Some(i + 1);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        Policy::parse(text, Path::new("p.toml")).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn default_preset_parses_and_equals_the_defaults() {
+        let p = Policy::preset_default();
+        assert_eq!(p, Policy::default());
+    }
+
+    #[test]
+    fn empty_file_is_all_defaults() {
+        assert_eq!(Policy::parse("", Path::new("x")).unwrap(), Policy::default());
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let e = err("[sandbox]\ndeadline_ms = 5\nmemroy_mb = 3\n");
+        assert!(e.starts_with("p.toml:3: key `sandbox.memroy_mb`: unknown field `memroy_mb`"), "{e}");
+    }
+
+    #[test]
+    fn bad_value_type_names_line_and_key() {
+        let e = err("\n[sandbox]\ndeadline_ms = \"soon\"\n");
+        assert!(e.starts_with("p.toml:3: key `sandbox.deadline_ms`:"), "{e}");
+        assert!(e.contains("expected u64"), "{e}");
+    }
+
+    #[test]
+    fn zero_and_out_of_range_values_are_refused() {
+        let e = err("[sandbox]\n\nmemory_mb = 0\n");
+        assert_eq!(e, "p.toml:3: key `sandbox.memory_mb`: must be greater than 0");
+        let e = err("[sandbox]\nmemory_mb = 9000\n");
+        assert!(e.contains("4096"), "{e}");
+    }
+
+    #[test]
+    fn unknown_section_is_refused() {
+        let e = err("[sandbx]\n");
+        assert!(e.starts_with("p.toml:1: key `sandbx`: unknown field `sandbx`"), "{e}");
+    }
+
+    #[test]
+    fn grants_parse_and_reject_relative_paths() {
+        let p = Policy::parse(
+            "[[sandbox.grants]]\nhost = \"/tmp\"\nguest = \"/data\"\nmode = \"rw\"\n",
+            Path::new("x"),
+        )
+        .unwrap();
+        assert_eq!(p.sandbox.grants[0].mode, GrantMode::Rw);
+        let e = err("[[sandbox.grants]]\nhost = \"/tmp\"\nguest = \"data/../..\"\n");
+        assert!(e.contains("absolute guest path"), "{e}");
+        let e = err("[[sandbox.grants]]\nhost = \"/tmp\"\nguest = \"/d\"\nmode = \"wr\"\n");
+        assert!(e.starts_with("p.toml:4: key `sandbox.grants.mode`"), "{e}");
+    }
+}
