@@ -1,1 +1,41 @@
-fn main(){}
+//! `autodidact`: the command-line interface.
+//!
+//! This binary wires the library crates together; it holds no logic of its own beyond
+//! argument parsing, progress display and output formatting. Each subcommand lives in its own
+//! module (`sandbox_cmd.rs`, ...). `anyhow` is used here and nowhere in the libraries.
+
+mod sandbox_cmd;
+
+use clap::{Parser, Subcommand};
+
+/// A self-evolving agent runtime: a small local model drives a sandboxed Python REPL, logs
+/// every step, and trains nightly on what it did.
+#[derive(Parser)]
+#[command(name = "autodidact", version, about, long_about = None)]
+#[command(after_help = "Assets (the model and the Python sandbox) live in $AUTODIDACT_HOME \
+    (default ~/.cache/autodidact) and are fetched by scripts/bootstrap.sh.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run Python in the CPython-WASI sandbox: prepare the module, execute files, a REPL, benchmarks.
+    #[command(subcommand)]
+    Sandbox(sandbox_cmd::SandboxCmd),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Sandbox(cmd) => sandbox_cmd::run(cmd),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
