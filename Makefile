@@ -1,0 +1,25 @@
+# autodidact: the two commands a new user needs are `make demo` and `make test`.
+# Both bootstrap first (apt build tools, pinned model and sandbox assets, the compiled module).
+
+export AUTODIDACT_HOME ?= $(HOME)/.cache/autodidact
+export CARGO_TARGET_DIR ?= $(AUTODIDACT_HOME)/target
+BIN := $(CARGO_TARGET_DIR)/debug/autodidact
+
+.PHONY: bootstrap build demo test bench
+
+bootstrap:
+	./scripts/bootstrap.sh
+
+build: bootstrap
+	cargo build --bin autodidact
+
+# The main job on the embedded defaults. For now: a short sandbox demo.
+demo: build
+	$(BIN) sandbox exec examples/sandbox-demo/demo.py
+
+# Every test in the workspace, the tidy test included, against real assets.
+test: bootstrap
+	cargo test --workspace --no-fail-fast
+
+bench: build
+	$(BIN) sandbox bench --json
