@@ -1,16 +1,312 @@
-//! `autodidact sandbox ...`.
+//! `autodidact sandbox ...`: prepare the module, run files, an interactive REPL, benchmarks.
 
-use clap::Subcommand;
+use std::io::{BufRead, IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use autodidact_policies::{GrantMode, Policy};
+use autodidact_sandbox::{Cell, Grant, Limits, Sandbox, SandboxConfig, Status, ToolSet};
+use clap::{Args, Subcommand};
+use serde_json::json;
 
 /// Sandbox subcommands.
 #[derive(Subcommand)]
 pub enum SandboxCmd {
-    /// Compile python.wasm for this machine and cache it (run once; the bootstrap does it).
+    /// Compile python.wasm for this machine and cache it (minutes, once; the bootstrap runs it).
     Prepare,
+    /// Run a Python file (or `-` for stdin) in a fresh session and print its output.
+    ///
+    /// Exits 0 whenever the host worked, even if the Python code failed; the cell's status
+    /// says how the code ended.
+    Exec(ExecArgs),
+    /// An interactive Python REPL inside the sandbox, for people.
+    Repl(LimitArgs),
+    /// Measure session start, per-cell overhead, module load time and idle-session memory.
+    Bench {
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
-pub fn run(cmd: SandboxCmd) -> anyhow::Result<std::process::ExitCode> {
+/// Limits, from a policy file with command-line overrides.
+#[derive(Args, Clone)]
+pub struct LimitArgs {
+    /// A policy TOML file; its `[sandbox]` section sets the limits (default: the built-in preset).
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
+    /// Override `sandbox.deadline_ms`: the wall-clock deadline of one cell.
+    #[arg(long, value_name = "N")]
+    deadline_ms: Option<u64>,
+    /// Override `sandbox.memory_mb`: the guest's memory cap.
+    #[arg(long, value_name = "N")]
+    memory_mb: Option<u64>,
+}
+
+/// `sandbox exec` arguments.
+#[derive(Args)]
+pub struct ExecArgs {
+    #[command(flatten)]
+    limits: LimitArgs,
+    /// Print one JSON object: status, stdout, stderr, truncated, trapped, duration_ms.
+    #[arg(long)]
+    json: bool,
+    /// The Python file to run, or `-` to read it from stdin.
+    file: String,
+}
+
+pub fn run(cmd: SandboxCmd) -> Result<ExitCode> {
     match cmd {
-        SandboxCmd::Prepare => Ok(std::process::ExitCode::SUCCESS),
+        SandboxCmd::Prepare => prepare(),
+        SandboxCmd::Exec(args) => exec(args),
+        SandboxCmd::Repl(limits) => repl(limits),
+        SandboxCmd::Bench { json } => bench(json),
     }
+}
+
+/// The sandbox limits a policy asks for.
+pub fn limits_from_policy(policy: &Policy) -> Limits {
+    let s = &policy.sandbox;
+    Limits {
+        deadline: Duration::from_millis(s.deadline_ms),
+        memory_bytes: s.memory_mb << 20,
+        stdout_bytes: s.stdout_bytes,
+        stderr_bytes: s.stderr_bytes,
+        max_file_calls: s.max_file_calls,
+        max_tool_calls: s.max_tool_calls,
+        tool_payload_bytes: s.tool_payload_bytes,
+        tool_timeout: Duration::from_millis(s.tool_timeout_ms),
+        fuel: s.fuel,
+        grants: s
+            .grants
+            .iter()
+            .map(|g| Grant { host: g.host.clone(), guest: g.guest.clone(), writable: g.mode == GrantMode::Rw })
+            .collect(),
+    }
+}
+
+impl LimitArgs {
+    fn resolve(&self) -> Result<(Limits, bool)> {
+        let policy = match &self.policy {
+            Some(p) => Policy::load(p)?,
+            None => Policy::preset_default(),
+        };
+        let mut limits = limits_from_policy(&policy);
+        if let Some(ms) = self.deadline_ms {
+            anyhow::ensure!(ms > 0, "--deadline-ms must be greater than 0");
+            limits.deadline = Duration::from_millis(ms);
+        }
+        if let Some(mb) = self.memory_mb {
+            anyhow::ensure!((1..=4096).contains(&mb), "--memory-mb must be between 1 and 4096");
+            limits.memory_bytes = mb << 20;
+        }
+        let fuel = limits.fuel.is_some();
+        Ok((limits, fuel))
+    }
+}
+
+fn open(fuel: bool) -> Result<Sandbox> {
+    let mut config = SandboxConfig::from_env();
+    config.fuel = fuel;
+    if !config.cache_dir.exists() || Sandbox::prepare(&SandboxConfig { compile_if_missing: false, ..config.clone() }, |_| {}).is_err() {
+        // Not compiled yet: say so, since it takes minutes.
+        let spinner = spinner("compiling python.wasm for this machine (once; a few minutes)");
+        let r = Sandbox::prepare(&config, |_| {});
+        spinner.finish_and_clear();
+        r?;
+    }
+    Ok(Sandbox::open(&config)?)
+}
+
+fn spinner(msg: &str) -> indicatif::ProgressBar {
+    let pb = indicatif::ProgressBar::new_spinner();
+    pb.set_style(indicatif::ProgressStyle::with_template("{spinner} {msg} [{elapsed}]").expect("valid template"));
+    pb.set_message(msg.to_owned());
+    pb.enable_steady_tick(Duration::from_millis(120));
+    pb
+}
+
+fn prepare() -> Result<ExitCode> {
+    let config = SandboxConfig::from_env();
+    let started = Instant::now();
+    let pb = spinner("checking the module cache");
+    let path = Sandbox::prepare(&config, |m| pb.set_message(m.to_owned()));
+    pb.finish_and_clear();
+    let path = path?;
+    eprintln!("sandbox module ready: {} ({:.1}s)", path.display(), started.elapsed().as_secs_f64());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_source(file: &str) -> Result<String> {
+    if file == "-" {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s).context("cannot read stdin")?;
+        return Ok(s);
+    }
+    std::fs::read_to_string(Path::new(file)).with_context(|| format!("cannot read {file}"))
+}
+
+/// The JSON shape of a cell, as `sandbox exec --json` prints it.
+pub fn cell_json(cell: &Cell) -> serde_json::Value {
+    let mut v = json!({
+        "status": cell.status.name(),
+        "stdout": cell.stdout,
+        "stderr": cell.stderr,
+        "truncated": cell.truncated,
+        "trapped": cell.trapped.map(|l| l.name()),
+        "limits_hit": cell.limits_hit.iter().map(|l| l.name()).collect::<Vec<_>>(),
+        "duration_ms": cell.duration.as_secs_f64() * 1e3,
+    });
+    if let Status::Exited(code) = cell.status {
+        v["exit_code"] = json!(code);
+    }
+    v
+}
+
+fn exec(args: ExecArgs) -> Result<ExitCode> {
+    let code = read_source(&args.file)?;
+    let (limits, fuel) = args.limits.resolve()?;
+    let sandbox = open(fuel)?;
+    let mut session = sandbox.session(limits, ToolSet::new())?;
+    let cell = session.exec(&code)?;
+    if args.json {
+        println!("{}", cell_json(&cell));
+    } else {
+        print!("{}", cell.stdout);
+        eprint!("{}", cell.stderr);
+        std::io::stdout().flush()?;
+        if cell.status != Status::Ok {
+            eprintln!("[{}{}]", cell.status.name(), cell.trapped.map(|l| format!(": {l}")).unwrap_or_default());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn repl(limits: LimitArgs) -> Result<ExitCode> {
+    let (limits, fuel) = limits.resolve()?;
+    let sandbox = open(fuel)?;
+    let mut session = sandbox.session(limits.clone(), ToolSet::new())?;
+    let interactive = std::io::stdin().is_terminal();
+    if interactive {
+        eprintln!("autodidact sandbox: CPython 3.15 on WASI. Ctrl-D to quit; a blank line ends a block.");
+    }
+    let stdin = std::io::stdin();
+    let mut lines = stdin.lock().lines();
+    loop {
+        let mut block = String::new();
+        let mut prompt = ">>> ";
+        loop {
+            if interactive {
+                eprint!("{prompt}");
+            }
+            let Some(line) = lines.next() else {
+                if !block.is_empty() {
+                    break;
+                }
+                return Ok(ExitCode::SUCCESS);
+            };
+            let line = line?;
+            let opens_block = line.trim_end().ends_with(':') || line.starts_with([' ', '\t', '@']);
+            if block.is_empty() && !opens_block {
+                block = line;
+                break;
+            }
+            if line.trim().is_empty() {
+                break;
+            }
+            block.push_str(&line);
+            block.push('\n');
+            prompt = "... ";
+        }
+        if block.trim().is_empty() {
+            continue;
+        }
+        let cell = session.exec(&block)?;
+        print!("{}", cell.stdout);
+        std::io::stdout().flush()?;
+        eprint!("{}", cell.stderr);
+        if session.is_closed() {
+            eprintln!("[session over ({}); starting a fresh one]", cell.status.name());
+            session = sandbox.session(limits.clone(), ToolSet::new())?;
+        }
+    }
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+fn rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn bench(as_json: bool) -> Result<ExitCode> {
+    let config = SandboxConfig::from_env();
+    let sandbox = open(false)?;
+    // Module load: deserialize the cached module in a fresh engine, several times.
+    let loads: Vec<f64> = (0..5)
+        .map(|_| Sandbox::open_uncached_for_bench(&config).map(|s| s.module_load_time().as_secs_f64() * 1e3))
+        .collect::<Result<_, _>>()?;
+    let sb = sandbox.clone();
+    let (fresh, cells, handoff) = autodidact_sandbox::on_guest_thread(move || -> Result<_> {
+        let mut fresh = Vec::new();
+        for _ in 0..50 {
+            let t = Instant::now();
+            let s = sb.session(Limits::default(), ToolSet::new())?;
+            fresh.push(t.elapsed().as_secs_f64() * 1e3);
+            drop(s);
+        }
+        let mut s = sb.session(Limits::default(), ToolSet::new())?;
+        s.exec("pass")?;
+        let mut cells = Vec::new();
+        for _ in 0..500 {
+            let t = Instant::now();
+            s.exec("pass")?;
+            cells.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        Ok((fresh, cells, ()))
+    })?;
+    let _ = handoff;
+    // The same trivial cell from an ordinary thread: includes the hand-off to a guest thread.
+    let mut s = sandbox.session(Limits::default(), ToolSet::new())?;
+    let mut handoff = Vec::new();
+    for _ in 0..200 {
+        let t = Instant::now();
+        s.exec("pass")?;
+        handoff.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    drop(s);
+    let before = rss_mb();
+    let mut idle = Vec::new();
+    for _ in 0..100 {
+        let mut s = sandbox.session(Limits::default(), ToolSet::new())?;
+        s.exec("x = 1")?;
+        idle.push(s);
+    }
+    let with_100 = rss_mb();
+    drop(idle);
+    let result = json!({
+        "fresh_session_ms": median(fresh),
+        "cell_overhead_us": median(cells),
+        "cell_overhead_handoff_us": median(handoff),
+        "module_load_ms": median(loads),
+        "sessions_100_rss_mb": with_100,
+        "sessions_100_added_rss_mb": with_100 - before,
+    });
+    if as_json {
+        println!("{result}");
+    } else {
+        for (k, v) in result.as_object().expect("object") {
+            println!("{k:<28} {:.3}", v.as_f64().unwrap_or(0.0));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
