@@ -18,11 +18,17 @@ fn exit_with_a_code_ends_the_session() {
 }
 
 #[test]
-fn sys_exit_zero_ends_the_session_too() {
+fn sys_exit_ends_the_cell_but_not_the_session() {
+    // As in a notebook kernel: `sys.exit()` (SystemExit) ends the cell; `exit()` ends the session.
     let mut s = session();
-    let cell = s.exec("import sys\nsys.exit(0)").unwrap();
-    assert_eq!(cell.status, Status::Exited(0));
-    assert!(s.is_closed());
+    ok(&mut s, "kept = 1");
+    let cell = s.exec("import sys\nsys.exit(0)\nprint('not reached')").unwrap();
+    assert_eq!(cell.status, Status::Ok);
+    assert_eq!(cell.stdout, "");
+    let cell = s.exec("raise SystemExit(5)").unwrap();
+    assert_eq!(cell.status, Status::Error);
+    assert!(!s.is_closed());
+    assert_eq!(out(&mut s, "kept"), "1");
 }
 
 #[test]
