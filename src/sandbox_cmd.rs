@@ -256,11 +256,13 @@ fn bench(as_json: bool) -> Result<ExitCode> {
         .map(|_| Sandbox::open_uncached_for_bench(&config).map(|s| s.module_load_time().as_secs_f64() * 1e3))
         .collect::<Result<_, _>>()?;
     let sb = sandbox.clone();
-    let (fresh, cells, handoff) = autodidact_sandbox::on_guest_thread(move || -> Result<_> {
+    let (fresh, cells) = autodidact_sandbox::on_guest_thread(move || -> Result<_> {
+        // A fresh session, started and through its first trivial cell.
         let mut fresh = Vec::new();
         for _ in 0..50 {
             let t = Instant::now();
-            let s = sb.session(Limits::default(), ToolSet::new())?;
+            let mut s = sb.session(Limits::default(), ToolSet::new())?;
+            s.exec("pass")?;
             fresh.push(t.elapsed().as_secs_f64() * 1e3);
             drop(s);
         }
@@ -272,9 +274,8 @@ fn bench(as_json: bool) -> Result<ExitCode> {
             s.exec("pass")?;
             cells.push(t.elapsed().as_secs_f64() * 1e6);
         }
-        Ok((fresh, cells, ()))
+        Ok((fresh, cells))
     })?;
-    let _ = handoff;
     // The same trivial cell from an ordinary thread: includes the hand-off to a guest thread.
     let mut s = sandbox.session(Limits::default(), ToolSet::new())?;
     let mut handoff = Vec::new();

