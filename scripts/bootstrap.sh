@@ -76,7 +76,7 @@ if [ "${SKIP_PREPARE:-0}" != 1 ]; then
     export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME_DIR/target}"
     say "building the CLI and precompiling the sandbox module (cached after the first run)"
     (cd "$ROOT" && cargo build --quiet --bin autodidact)
-    AUTODIDACT_HOME="$HOME_DIR" "$CARGO_TARGET_DIR/debug/autodidact" sandbox prepare
+    AUTODIDACT_HOME="$HOME_DIR" "$CARGO_TARGET_DIR/debug/autodidact" sandbox prepare --fuel
 fi
 
 say "assets ready in $HOME_DIR"

@@ -15,7 +15,11 @@ use serde_json::json;
 #[derive(Subcommand)]
 pub enum SandboxCmd {
     /// Compile python.wasm for this machine and cache it (minutes, once; the bootstrap runs it).
-    Prepare,
+    Prepare {
+        /// Also compile the fuel-metering variant, used when a policy sets `sandbox.fuel`.
+        #[arg(long)]
+        fuel: bool,
+    },
     /// Run a Python file (or `-` for stdin) in a fresh session and print its output.
     ///
     /// Exits 0 whenever the host worked, even if the Python code failed; the cell's status
@@ -59,7 +63,7 @@ pub struct ExecArgs {
 
 pub fn run(cmd: SandboxCmd) -> Result<ExitCode> {
     match cmd {
-        SandboxCmd::Prepare => prepare(),
+        SandboxCmd::Prepare { fuel } => prepare(fuel),
         SandboxCmd::Exec(args) => exec(args),
         SandboxCmd::Repl(limits) => repl(limits),
         SandboxCmd::Bench { json } => bench(json),
@@ -128,14 +132,18 @@ fn spinner(msg: &str) -> indicatif::ProgressBar {
     pb
 }
 
-fn prepare() -> Result<ExitCode> {
-    let config = SandboxConfig::from_env();
-    let started = Instant::now();
-    let pb = spinner("checking the module cache");
-    let path = Sandbox::prepare(&config, |m| pb.set_message(m.to_owned()));
-    pb.finish_and_clear();
-    let path = path?;
-    eprintln!("sandbox module ready: {} ({:.1}s)", path.display(), started.elapsed().as_secs_f64());
+fn prepare(with_fuel: bool) -> Result<ExitCode> {
+    let variants: &[bool] = if with_fuel { &[false, true] } else { &[false] };
+    for &fuel in variants {
+        let config = SandboxConfig { fuel, ..SandboxConfig::from_env() };
+        let started = Instant::now();
+        let label = if fuel { "fuel-metering module" } else { "module" };
+        let pb = spinner("checking the module cache");
+        let path = Sandbox::prepare(&config, |m| pb.set_message(format!("{label}: {m}")));
+        pb.finish_and_clear();
+        let path = path?;
+        eprintln!("sandbox {label} ready: {} ({:.1}s)", path.display(), started.elapsed().as_secs_f64());
+    }
     Ok(ExitCode::SUCCESS)
 }
 
