@@ -13,7 +13,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use sqlx::AnyPool;
@@ -45,7 +44,6 @@ struct Fields {
     family: Field,
     split: Field,
     text: Field,
-    tag: Field,
 }
 
 fn schema() -> (Schema, Fields) {
@@ -63,8 +61,9 @@ fn schema() -> (Schema, Fields) {
         family: b.add_text_field("family", STRING),
         split: b.add_text_field("split", STRING),
         text: b.add_text_field("text", text_opts),
-        tag: b.add_text_field(SCHEMA_TAG, STRING),
     };
+    // A field named after the schema version: an index built by another version differs.
+    b.add_text_field(SCHEMA_TAG, STRING);
     (b.build(), f)
 }
 
@@ -210,11 +209,11 @@ pub(crate) struct SearchIndex {
     reader: IndexReader,
     f: Fields,
     indexer: Option<Indexer>,
-    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
-fn ierr(dir: &Path, context: &'static str) -> impl FnOnce(tantivy::TantivyError) -> Error + '_ {
-    move |e| Error::Index { path: dir.to_owned(), context, source: Box::new(e) }
+fn ierr(dir: &Path, context: &'static str) -> impl FnOnce(tantivy::TantivyError) -> Error + use<> {
+    let dir = dir.to_owned();
+    move |e| Error::Index { path: dir, context, source: Box::new(e) }
 }
 
 /// Opens the index in `dir` for a database whose highest batch is `db_batch`. Returns the
@@ -272,16 +271,16 @@ pub(crate) fn open(
         }
     };
 
-    let (indexer, thread) = match index.writer_with_num_threads::<TantivyDocument>(1, 128 << 20) {
+    let indexer = match index.writer_with_num_threads::<TantivyDocument>(1, 128 << 20) {
         Ok(w) => {
             let (tx, rx) = sync_channel(QUEUE);
             let reader2 = reader.clone();
             let dir2 = dir.to_owned();
-            let thread = std::thread::Builder::new()
+            std::thread::Builder::new()
                 .name("memory-indexer".into())
                 .spawn(move || index_thread(w, reader2, f, rx, through, dir2))
                 .map_err(|e| Error::Io { path: dir.to_owned(), source: e })?;
-            (Some(Indexer { tx, dir: dir.to_owned() }), Some(thread))
+            Some(Indexer { tx, dir: dir.to_owned() })
         }
         Err(tantivy::TantivyError::LockFailure(..)) => {
             warnings.push(format!(
@@ -289,11 +288,11 @@ pub(crate) fn open(
                  update it",
                 dir.display()
             ));
-            (None, None)
+            None
         }
         Err(e) => return Err(ierr(dir, "opening the writer")(e)),
     };
-    let ix = SearchIndex { dir: dir.to_owned(), index, reader, f, indexer, thread: Mutex::new(thread) };
+    let ix = SearchIndex { dir: dir.to_owned(), index, reader, f, indexer };
     Ok((ix, through))
 }
 
@@ -459,12 +458,6 @@ impl SearchIndex {
     /// Stops the indexing thread after it commits what it holds.
     pub(crate) fn shutdown(&mut self) {
         self.indexer = None;
-    }
-
-    pub(crate) fn join(&self) {
-        if let Some(t) = self.thread.lock().ok().and_then(|mut t| t.take()) {
-            let _ = t.join();
-        }
     }
 
     /// Number of documents searchable now.

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use sqlx::any::AnyPoolOptions;
-use sqlx::{AnyPool, Executor};
+use sqlx::{AnyPool, AssertSqlSafe, Executor};
 
 use crate::index::{self, SearchIndex};
 use crate::types::*;
@@ -134,6 +134,11 @@ impl Store {
                 .map_err(|e| Error::Io { path: parent.to_owned(), source: e })?;
         }
         let is_sqlite = matches!(backend, Backend::Sqlite { .. });
+        // One connection first: a pool retries failed connects until it times out, which would
+        // hide the real reason (a corrupt file, a refused connection) behind "timed out".
+        probe(&connect_url, is_sqlite).await.map_err(|e| {
+            classify(&backend, Box::new(e), |source| Error::Open { url: shown.clone(), source })
+        })?;
         let pool = AnyPoolOptions::new()
             .max_connections(if is_sqlite { 4 } else { 8 })
             .acquire_timeout(Duration::from_secs(30))
@@ -142,11 +147,7 @@ impl Store {
                     if is_sqlite {
                         // WAL lets readers run beside the writer; FULL makes every commit
                         // durable, which is what an acknowledgement promises.
-                        conn.execute(
-                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 30000;",
-                        )
-                        .await?;
+                        conn.execute(SQLITE_PRAGMAS).await?;
                     }
                     Ok(())
                 })
@@ -247,7 +248,7 @@ impl Store {
             .map_err(|e| Error::query("reading the schema version", e))
     }
 
-    async fn count(&self, sql: &str) -> Result<u64> {
+    async fn count(&self, sql: &'static str) -> Result<u64> {
         let n: i64 = sqlx::query_scalar(sql)
             .fetch_one(&self.pool)
             .await
@@ -278,7 +279,7 @@ impl Store {
 
     /// A task by id.
     pub async fn task(&self, id: &str) -> Result<Task> {
-        let row: Option<TaskRow> = sqlx::query_as(&format!("{TASK_COLS} WHERE id = $1"))
+        let row: Option<TaskRow> = sqlx::query_as(AssertSqlSafe(format!("{TASK_COLS} WHERE id = $1")))
             .bind(id)
             .fetch_optional(&self.pool)
             .await
@@ -288,9 +289,9 @@ impl Store {
 
     /// A run by id, or by a prefix of its id that only one run has.
     pub async fn run(&self, id: &str) -> Result<Run> {
-        let rows: Vec<RunRow> = sqlx::query_as(&format!(
+        let rows: Vec<RunRow> = sqlx::query_as(AssertSqlSafe(format!(
             "{RUN_COLS} WHERE id = $1 OR id LIKE $2 ORDER BY id LIMIT 2"
-        ))
+        )))
         .bind(id)
         .bind(format!("{}%", id.replace(['%', '_'], "")))
         .fetch_all(&self.pool)
@@ -350,11 +351,11 @@ impl Store {
     }
 
     async fn groups_where(&self, cond: &str, limit: u64) -> Result<Vec<Group>> {
-        let rows: Vec<(String, String, Option<String>, i64, Option<i64>)> = sqlx::query_as(&format!(
+        let rows: Vec<(String, String, Option<String>, i64, Option<i64>)> = sqlx::query_as(AssertSqlSafe(format!(
             "SELECT g.id, g.task_id, g.adapter_id, g.created_ms, g.trained_ms \
              FROM rollout_groups g JOIN tasks t ON t.id = g.task_id WHERE {cond} \
              ORDER BY g.created_ms, g.id LIMIT $1"
-        ))
+        )))
         .bind(limit as i64)
         .fetch_all(&self.pool)
         .await
@@ -400,7 +401,7 @@ impl Store {
 
     /// Every registered adapter, oldest first.
     pub async fn adapters(&self) -> Result<Vec<Adapter>> {
-        let rows: Vec<AdapterRow> = sqlx::query_as(&format!("{ADAPTER_COLS} ORDER BY created_ms, id"))
+        let rows: Vec<AdapterRow> = sqlx::query_as(AssertSqlSafe(format!("{ADAPTER_COLS} ORDER BY created_ms, id")))
             .fetch_all(&self.pool)
             .await
             .map_err(|e| Error::query("listing adapters", e))?;
@@ -410,7 +411,7 @@ impl Store {
     /// The adapter the runtime should serve, if one is promoted.
     pub async fn promoted_adapter(&self) -> Result<Option<Adapter>> {
         let row: Option<AdapterRow> =
-            sqlx::query_as(&format!("{ADAPTER_COLS} WHERE status = 'promoted'"))
+            sqlx::query_as(AssertSqlSafe(format!("{ADAPTER_COLS} WHERE status = 'promoted'")))
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(|e| Error::query("reading the promoted adapter", e))?;
@@ -564,7 +565,7 @@ impl Store {
                  FROM runs r WHERE r.id IN ({})",
                 params.join(",")
             );
-            let mut q = sqlx::query_as::<_, (String, String, i64, i64, Option<i64>)>(&sql);
+            let mut q = sqlx::query_as::<_, (String, String, i64, i64, Option<i64>)>(AssertSqlSafe(sql));
             for id in chunk {
                 q = q.bind(id.as_str());
             }
@@ -615,6 +616,19 @@ impl Drop for Store {
             ix.shutdown();
         }
     }
+}
+
+const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                              PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 30000;";
+
+async fn probe(url: &str, is_sqlite: bool) -> std::result::Result<(), sqlx::Error> {
+    use sqlx::Connection;
+    let mut conn = sqlx::AnyConnection::connect(url).await?;
+    if is_sqlite {
+        conn.execute(SQLITE_PRAGMAS).await?;
+        conn.execute("SELECT COUNT(*) FROM sqlite_master").await?;
+    }
+    conn.close().await
 }
 
 /// The highest batch number written so far.

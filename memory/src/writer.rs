@@ -10,8 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use sqlx::any::AnyConnection;
-use sqlx::{Any, AnyPool, Transaction};
+use sqlx::{Any, AnyConnection, AnyPool, AssertSqlSafe, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::index::{IndexDoc, Indexer};
@@ -364,7 +363,7 @@ async fn insert_steps(
         }
         sql.push(')');
     }
-    let mut q = sqlx::query(&sql);
+    let mut q = sqlx::query(AssertSqlSafe(sql));
     for (run_id, idx, s, at) in steps {
         let logprobs = s.logprobs.as_ref().map(|lp| serde_json::to_string(lp).unwrap_or_default());
         q = q

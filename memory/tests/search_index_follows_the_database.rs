@@ -70,7 +70,7 @@ async fn search_finds_prompts_steps_and_experiences() {
         let eval_only = SearchFilters { split: Some(Split::Eval), ..SearchFilters::default() };
         assert!(store.search("sympy", &eval_only, 10).await.unwrap().is_empty(), "{b}");
         let of_task = SearchFilters { task_id: Some(train.clone()), ..SearchFilters::default() };
-        assert_eq!(store.search("sympy integrate", &of_task, 10).await.unwrap().len(), 2);
+        assert_eq!(store.search("sympy integrate", &of_task, 10).await.unwrap().len(), 3, "{b}: the task and its two steps");
         let of_family = SearchFilters { family: Some("integral".into()), ..SearchFilters::default() };
         assert_eq!(store.search("integrate", &of_family, 10).await.unwrap().len(), 3, "{b}");
 

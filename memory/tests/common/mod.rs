@@ -35,7 +35,7 @@ impl Fresh {
     pub async fn drop_db(self) {
         if let Some(name) = &self.pg_db {
             let mut c = sqlx::AnyConnection::connect(&pg_url()).await.expect("connect to postgres");
-            let _ = c.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await;
+            let _ = c.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).await;
         }
     }
 }
@@ -51,7 +51,7 @@ pub async fn postgres() -> Fresh {
     let base = pg_url();
     let name = format!("adt_{}", uuid_like());
     let mut c = sqlx::AnyConnection::connect(&base).await.expect("connect to the test postgres");
-    c.execute(format!("CREATE DATABASE {name}").as_str()).await.expect("create a test database");
+    c.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.expect("create a test database");
     let url = match base.rfind('/') {
         Some(i) => format!("{}/{name}", &base[..i]),
         None => panic!("{PG_ENV} has no database part: {base}"),
