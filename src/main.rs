@@ -4,6 +4,7 @@
 //! argument parsing, progress display and output formatting. Each subcommand lives in its own
 //! module (`sandbox_cmd.rs`, ...). `anyhow` is used here and nowhere in the libraries.
 
+mod memory_cmd;
 mod sandbox_cmd;
 
 use clap::{Parser, Subcommand};
@@ -24,12 +25,16 @@ enum Command {
     /// Run Python in the CPython-WASI sandbox: prepare the module, execute files, a REPL, benchmarks.
     #[command(subcommand)]
     Sandbox(sandbox_cmd::SandboxCmd),
+    /// Inspect, search and export the trajectory store; check it survives kill -9; benchmark it.
+    #[command(subcommand)]
+    Memory(memory_cmd::MemoryCmd),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Sandbox(cmd) => sandbox_cmd::run(cmd),
+        Command::Memory(cmd) => memory_cmd::run(cmd),
     };
     match result {
         Ok(code) => code,
