@@ -5,7 +5,7 @@ export AUTODIDACT_HOME ?= $(HOME)/.cache/autodidact
 export CARGO_TARGET_DIR ?= $(AUTODIDACT_HOME)/target
 BIN := $(CARGO_TARGET_DIR)/debug/autodidact
 
-.PHONY: bootstrap build demo test bench
+.PHONY: bootstrap build demo test bench bench-native
 
 bootstrap:
 	./scripts/bootstrap.sh
@@ -23,3 +23,9 @@ test: bootstrap
 
 bench: build
 	$(BIN) sandbox bench --json
+	$(BIN) bench model --json
+
+# llama.cpp's own speed, for `bench model`'s ratio: a small C++ program (benches/) linked
+# against the same vendored libllama that llama-cpp-sys-2 built.
+bench-native: build
+	./scripts/build-native-bench.sh

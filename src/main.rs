@@ -4,6 +4,8 @@
 //! argument parsing, progress display and output formatting. Each subcommand lives in its own
 //! module (`sandbox_cmd.rs`, ...). `anyhow` is used here and nowhere in the libraries.
 
+mod bench_cmd;
+mod generate_cmd;
 mod sandbox_cmd;
 
 use clap::{Parser, Subcommand};
@@ -24,12 +26,19 @@ enum Command {
     /// Run Python in the CPython-WASI sandbox: prepare the module, execute files, a REPL, benchmarks.
     #[command(subcommand)]
     Sandbox(sandbox_cmd::SandboxCmd),
+    /// Generate replies from a model (in-process GGUF, OpenAI-compatible server or scripted).
+    Generate(generate_cmd::GenerateArgs),
+    /// Benchmarks, reported as medians: `model` (later `train`, `serve`).
+    #[command(subcommand)]
+    Bench(bench_cmd::BenchCmd),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Sandbox(cmd) => sandbox_cmd::run(cmd),
+        Command::Generate(args) => generate_cmd::run(args),
+        Command::Bench(cmd) => bench_cmd::run(cmd),
     };
     match result {
         Ok(code) => code,
