@@ -125,6 +125,8 @@ impl OpenAiModel {
         }
         if self.config.logprobs {
             obj.insert("logprobs".into(), json!(true));
+            // Some servers (llama-cpp-python) stream log-probs only when asked for alternatives.
+            obj.insert("top_logprobs".into(), json!(1));
         }
         body
     }
