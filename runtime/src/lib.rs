@@ -1,0 +1,31 @@
+//! `autodidact-runtime`: everything that runs the agent, starting with its language models.
+//!
+//! The agent's loop (an RLM driving a Python REPL, LADDER variant trees, budget forcing) needs
+//! one thing from a model: turn a conversation into replies. Training needs more: the ids
+//! and log-probabilities of the sampled tokens, groups of rollouts that share a prompt, a way
+//! to re-score text by teacher forcing, and LoRA adapters that can be swapped in while the
+//! agent keeps running. [`model::LanguageModel`] is that contract, and the [`model`] module
+//! holds its three backends:
+//!
+//! - **llamacpp**, a GGUF model in-process (the default, `smollm2`): the only backend that
+//!   offers everything above. It runs on a dedicated thread, so it never blocks tokio, and
+//!   decodes a group's sequences together in each batch after evaluating their prompt once.
+//! - **openai**, any OpenAI-compatible server, for users who outgrow one machine.
+//! - **scripted**, replies replayed from a file, for tests and hostile-input checks.
+//!
+//! Prompts are rendered with the model's own Jinja chat template (`tokenizer.chat_template`
+//! in the GGUF), not llama.cpp's built-in approximations, so they match the model card.
+//!
+//! Errors are [`Error`]: one enum with the context needed to act on it (which file, what
+//! llama.cpp logged, which URL after how many retries). A model's *mistakes* are not errors;
+//! later slices of this crate record them as data.
+//!
+//! This crate does not train (that is `autodidact-trainer`) and does not speak SQL (that is
+//! `autodidact-memory`).
+
+#![deny(missing_docs)]
+
+mod error;
+pub mod model;
+
+pub use error::{Error, Result};

@@ -1,0 +1,152 @@
+//! `autodidact bench ...`: benchmarks, reported as medians (not timed tests).
+//!
+//! `bench model` measures the in-process llama.cpp backend the way llama-bench does (pp512:
+//! 512 random tokens as one prompt), then generation through the real `chat` and `chat_group`
+//! paths (sampling and log-probs included): 128 tokens for one sequence and for a group of 8.
+//! If the native comparison program is built (`make bench-native`), it runs against the same
+//! model and the report adds its numbers and the ratio.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use autodidact_runtime::model::llamacpp::{LlamaCppConfig, LlamaCppModel};
+use autodidact_runtime::model::{LanguageModel, Message, ModelSpec, Sampling};
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+/// Benchmark subcommands.
+#[derive(Subcommand)]
+pub enum BenchCmd {
+    /// Model speed: prompt processing (pp512), generation of one sequence and of a group of 8.
+    Model(ModelArgs),
+}
+
+/// Arguments of `autodidact bench model`.
+#[derive(Args)]
+pub struct ModelArgs {
+    /// The GGUF model: `smollm2` (the bootstrapped one) or `path/to/file.gguf`.
+    #[arg(long, default_value = "smollm2")]
+    pub model: String,
+    /// Threads for llama.cpp (default: all cores).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Measured repetitions of each test, after one warm-up; the report gives medians.
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub runs: usize,
+    /// The native llama.cpp comparison program (built by `make bench-native`); skipped if
+    /// absent. Default: $CARGO_TARGET_DIR/native/llama-bench-lite.
+    #[arg(long, value_name = "FILE")]
+    pub native: Option<PathBuf>,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(cmd: BenchCmd) -> anyhow::Result<std::process::ExitCode> {
+    match cmd {
+        BenchCmd::Model(args) => {
+            let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            rt.block_on(bench_model(args))
+        }
+    }
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    if n % 2 == 1 { xs[n / 2] } else { (xs[n / 2 - 1] + xs[n / 2]) / 2.0 }
+}
+
+const PROMPT_TOKENS: usize = 512;
+const GEN_TOKENS: usize = 128;
+const GROUP: usize = 8;
+
+async fn bench_model(args: ModelArgs) -> anyhow::Result<std::process::ExitCode> {
+    let ModelSpec::Gguf(path) = ModelSpec::parse(&args.model)? else {
+        bail!("bench model measures in-process GGUF models; {} is not one", args.model);
+    };
+    let runs = args.runs.max(1);
+    let config = LlamaCppConfig { path: path.clone(), threads: args.threads, ..LlamaCppConfig::default() };
+    let model = LlamaCppModel::load(config).await?;
+    let threads = model.info().threads;
+
+    let msgs = [Message::user("Write a long story about a lighthouse keeper.")];
+    // Exactly GEN_TOKENS per sequence: end-of-generation is held back (budget forcing).
+    let sampling = Sampling {
+        min_new_tokens: GEN_TOKENS,
+        ..Sampling::seeded(1.0, 1, GEN_TOKENS)
+    };
+    let (mut pp, mut g1, mut g8) = (Vec::new(), Vec::new(), Vec::new());
+    for run in 0..=runs {
+        let pp_ms = model.prefill_ms(PROMPT_TOKENS).await?;
+        let one = model.chat(&msgs, &sampling).await?;
+        let group = model.chat_group(&msgs, GROUP, &sampling).await?;
+        if run == 0 {
+            continue; // warm-up
+        }
+        pp.push(PROMPT_TOKENS as f64 / (pp_ms / 1e3));
+        g1.push(one.usage.completion_tokens as f64 / (one.timings.generation_ms / 1e3));
+        let tokens: usize = group.iter().map(|c| c.usage.completion_tokens).sum();
+        g8.push(tokens as f64 / (group[0].timings.generation_ms / 1e3));
+    }
+    drop(model);
+    let (pp, g1, g8) = (median(pp), median(g1), median(g8));
+    let mut report = json!({
+        "model": path.display().to_string(),
+        "threads": threads,
+        "runs": runs,
+        "prompt_tok_s": round(pp),
+        "gen_tok_s_1": round(g1),
+        "gen_tok_s_8": round(g8),
+        "group_speedup": round3(g8 / g1),
+        "group_vs_prefill": round3(g8 / pp),
+    });
+    let native = args.native.clone().unwrap_or_else(default_native);
+    if native.exists() {
+        let out = std::process::Command::new(&native)
+            .arg(&path)
+            .arg(threads.to_string())
+            .arg(runs.to_string())
+            .output()
+            .with_context(|| format!("running {}", native.display()))?;
+        if !out.status.success() {
+            bail!("{} failed: {}", native.display(), String::from_utf8_lossy(&out.stderr));
+        }
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .with_context(|| format!("{} printed no JSON", native.display()))?;
+        let npp = v["pp512_tok_s"].as_f64().unwrap_or(f64::NAN);
+        let ntg = v["tg128_tok_s"].as_f64().unwrap_or(f64::NAN);
+        report["native_pp512_tok_s"] = json!(round(npp));
+        report["native_tg128_tok_s"] = json!(round(ntg));
+        report["prompt_vs_native"] = json!(round3(pp / npp));
+        report["gen_vs_native"] = json!(round3(g1 / ntg));
+    } else {
+        report["native"] = json!(format!("not built ({}); run make bench-native", native.display()));
+    }
+    if args.json {
+        println!("{report}");
+    } else {
+        for (k, v) in report.as_object().into_iter().flatten() {
+            println!("{k:>20}  {v}");
+        }
+    }
+    // Let llama.cpp's threads wind down before the process exits.
+    std::thread::sleep(Duration::from_millis(10));
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn default_native() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| autodidact_runtime::model::autodidact_home().join("target"));
+    target.join("native").join("llama-bench-lite")
+}
+
+fn round(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
