@@ -7,6 +7,7 @@
 mod memory_cmd;
 mod bench_cmd;
 mod generate_cmd;
+mod run_cmd;
 mod sandbox_cmd;
 
 use clap::{Parser, Subcommand};
@@ -24,6 +25,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Solve a task: the model drives a sandboxed Python REPL until it answers (the RLM loop).
+    Run(run_cmd::RunArgs),
     /// Run Python in the CPython-WASI sandbox: prepare the module, execute files, a REPL, benchmarks.
     #[command(subcommand)]
     Sandbox(sandbox_cmd::SandboxCmd),
@@ -40,6 +43,7 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run(args) => run_cmd::run(args),
         Command::Sandbox(cmd) => sandbox_cmd::run(cmd),
         Command::Memory(cmd) => memory_cmd::run(cmd),
         Command::Generate(args) => generate_cmd::run(args),

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use autodidact_policies::{GrantMode, Policy};
-use autodidact_sandbox::{Cell, Grant, Limits, Sandbox, SandboxConfig, Status, ToolSet};
+use autodidact_policies::Policy;
+use autodidact_sandbox::{Cell, Limits, Sandbox, SandboxConfig, Status, ToolSet};
 use clap::{Args, Subcommand};
 use serde_json::json;
 
@@ -70,34 +70,13 @@ pub fn run(cmd: SandboxCmd) -> Result<ExitCode> {
     }
 }
 
-/// The sandbox limits a policy asks for.
-pub fn limits_from_policy(policy: &Policy) -> Limits {
-    let s = &policy.sandbox;
-    Limits {
-        deadline: Duration::from_millis(s.deadline_ms),
-        memory_bytes: s.memory_mb << 20,
-        stdout_bytes: s.stdout_bytes,
-        stderr_bytes: s.stderr_bytes,
-        max_file_calls: s.max_file_calls,
-        max_tool_calls: s.max_tool_calls,
-        tool_payload_bytes: s.tool_payload_bytes,
-        tool_timeout: Duration::from_millis(s.tool_timeout_ms),
-        fuel: s.fuel,
-        grants: s
-            .grants
-            .iter()
-            .map(|g| Grant { host: g.host.clone(), guest: g.guest.clone(), writable: g.mode == GrantMode::Rw })
-            .collect(),
-    }
-}
-
 impl LimitArgs {
     fn resolve(&self) -> Result<(Limits, bool)> {
         let policy = match &self.policy {
             Some(p) => Policy::load(p)?,
             None => Policy::preset_default(),
         };
-        let mut limits = limits_from_policy(&policy);
+        let mut limits = autodidact_runtime::sandbox_limits(&policy);
         if let Some(ms) = self.deadline_ms {
             anyhow::ensure!(ms > 0, "--deadline-ms must be greater than 0");
             limits.deadline = Duration::from_millis(ms);

@@ -32,6 +32,110 @@ pub const DEFAULT_PRESET: &str = include_str!("../presets/default.toml");
 pub struct Policy {
     /// Limits and grants for the Python sandbox.
     pub sandbox: SandboxPolicy,
+    /// How deep and how wide an agent may recurse (`[recursion]`).
+    pub recursion: RecursionPolicy,
+    /// Token and time budgets of a run, and budget forcing (`[budget]`).
+    pub budget: BudgetPolicy,
+    /// Which domain tools the guest may call, how often and for how long (`[tools]`).
+    pub tools: ToolsPolicy,
+    /// Training-free experience: lessons retrieved before a task (`[experience]`).
+    pub experience: ExperiencePolicy,
+}
+
+/// The `[recursion]` section.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecursionPolicy {
+    /// Depth of the RLM tree; at the last level `rlm_query` falls back to `llm_query`
+    /// (`recursion.max_depth`; the root is depth 0).
+    pub max_depth: u32,
+    /// Model turns per run, before the final-answer request (`recursion.max_iterations`).
+    pub max_iterations: u32,
+    /// Sub-calls (`llm_query`, `rlm_query`) over the whole tree (`recursion.max_subcalls`).
+    pub max_subcalls: u32,
+    /// Sub-calls running at once over the whole tree (`recursion.max_concurrent_subcalls`).
+    pub max_concurrent_subcalls: u32,
+    /// The model for sub-calls, as a `--model` name; empty means the root model
+    /// (`recursion.sub_model`).
+    pub sub_model: String,
+}
+
+impl Default for RecursionPolicy {
+    fn default() -> Self {
+        Self { max_depth: 1, max_iterations: 30, max_subcalls: 64, max_concurrent_subcalls: 4, sub_model: String::new() }
+    }
+}
+
+/// The `[budget]` section.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BudgetPolicy {
+    /// Most tokens one model turn may generate (`budget.turn_tokens`).
+    pub turn_tokens: u32,
+    /// Most tokens, prompt and completion, over a whole run and its sub-calls
+    /// (`budget.run_tokens`).
+    pub run_tokens: u64,
+    /// Wall-clock limit of a run, in milliseconds (`budget.wall_clock_ms`).
+    pub wall_clock_ms: u64,
+    /// Budget forcing (s1): a turn may not end before this many tokens
+    /// (`budget.min_thinking_tokens`; 0 is off).
+    pub min_thinking_tokens: u32,
+    /// Budget forcing (s1): what to append when the model stops too early
+    /// (`budget.continuations`, e.g. `["Wait"]`).
+    pub continuations: Vec<String>,
+    /// Sampling temperature of model turns; 0 is greedy (`budget.temperature`).
+    pub temperature: f32,
+    /// Characters of one code block's output fed back to the model; the rest is cut and
+    /// marked (`budget.output_chars`).
+    pub output_chars: usize,
+}
+
+impl Default for BudgetPolicy {
+    fn default() -> Self {
+        Self {
+            turn_tokens: 512,
+            run_tokens: 200_000,
+            wall_clock_ms: 600_000,
+            min_thinking_tokens: 0,
+            continuations: Vec::new(),
+            temperature: 0.0,
+            output_chars: 20_000,
+        }
+    }
+}
+
+/// The `[tools]` section: domain tools are denied unless allowed here.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ToolsPolicy {
+    /// Tool names the guest may call; `"*"` allows every loaded tool (`tools.allow`).
+    pub allow: Vec<String>,
+    /// Calls per tool per run (`tools.max_calls`).
+    pub max_calls: u32,
+    /// One call's deadline, in milliseconds (`tools.timeout_ms`).
+    pub timeout_ms: u64,
+}
+
+impl Default for ToolsPolicy {
+    fn default() -> Self {
+        Self { allow: vec!["memory_search".into()], max_calls: 32, timeout_ms: 30_000 }
+    }
+}
+
+/// The `[experience]` section.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExperiencePolicy {
+    /// Retrieve similar solved tasks and lessons before a task (`experience.retrieve`).
+    pub retrieve: bool,
+    /// How many to retrieve (`experience.k`).
+    pub k: u32,
+}
+
+impl Default for ExperiencePolicy {
+    fn default() -> Self {
+        Self { retrieve: true, k: 3 }
+    }
 }
 
 /// The `[sandbox]` section: every limit a code cell runs under.
@@ -177,9 +281,36 @@ impl Policy {
     fn validate(&self, text: &str, path: &Path) -> Result<(), Error> {
         let s = &self.sandbox;
         let invalid = |key: &str, message: String| {
-            let line = find_key_line(text, "sandbox", key.rsplit('.').next().unwrap_or(key));
+            let (table, name) = key.rsplit_once('.').unwrap_or(("", key));
+            let table = table.split('.').next().unwrap_or(table);
+            let line = find_key_line(text, table, name);
             Error::Invalid { path: path.to_owned(), line, key: Some(key.to_owned()), message }
         };
+        let r = &self.recursion;
+        let b = &self.budget;
+        let more_than_zero: [(&str, u64); 7] = [
+            ("budget.output_chars", b.output_chars as u64),
+            ("recursion.max_iterations", r.max_iterations.into()),
+            ("recursion.max_concurrent_subcalls", r.max_concurrent_subcalls.into()),
+            ("budget.turn_tokens", b.turn_tokens.into()),
+            ("budget.run_tokens", b.run_tokens),
+            ("budget.wall_clock_ms", b.wall_clock_ms),
+            ("tools.timeout_ms", self.tools.timeout_ms),
+        ];
+        for (key, value) in more_than_zero {
+            if value == 0 {
+                return Err(invalid(key, "must be greater than 0".into()));
+            }
+        }
+        if b.min_thinking_tokens > b.turn_tokens {
+            return Err(invalid("budget.min_thinking_tokens", format!("{} is more than budget.turn_tokens = {}", b.min_thinking_tokens, b.turn_tokens)));
+        }
+        if !(b.temperature >= 0.0 && b.temperature <= 5.0) {
+            return Err(invalid("budget.temperature", "must be between 0 and 5".into()));
+        }
+        if b.continuations.iter().any(|c| c.is_empty()) {
+            return Err(invalid("budget.continuations", "continuation strings must not be empty".into()));
+        }
         let positive: [(&str, u64); 5] = [
             ("sandbox.deadline_ms", s.deadline_ms),
             ("sandbox.memory_mb", s.memory_mb),
@@ -274,6 +405,17 @@ mod tests {
     fn default_preset_parses_and_equals_the_defaults() {
         let p = Policy::preset_default();
         assert_eq!(p, Policy::default());
+    }
+
+    #[test]
+    fn agent_sections_parse_and_validate() {
+        let p = Policy::parse("[recursion]\nmax_depth = 3\n[budget]\nrun_tokens = 10\ncontinuations = [\"Wait\"]\n[tools]\nallow = [\"*\"]\n", Path::new("x")).unwrap();
+        assert_eq!(p.recursion.max_depth, 3);
+        assert_eq!(p.budget.continuations, vec!["Wait".to_string()]);
+        let e = err("[budget]\n\nturn_tokens = 0\n");
+        assert_eq!(e, "p.toml:3: key `budget.turn_tokens`: must be greater than 0");
+        let e = err("[recursion]\nmax_dept = 2\n");
+        assert!(e.starts_with("p.toml:2: key `recursion.max_dept`: unknown field"), "{e}");
     }
 
     #[test]

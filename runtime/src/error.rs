@@ -9,6 +9,15 @@ use std::path::PathBuf;
 /// Everything that can go wrong in the runtime.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The sandbox failed as a host (not the guest's code, which is data).
+    #[error("sandbox: {0}")]
+    Sandbox(#[from] autodidact_sandbox::Error),
+    /// The trajectory store failed.
+    #[error("memory: {0}")]
+    Memory(#[from] autodidact_memory::Error),
+    /// A prompt template or the REPL scaffold is broken.
+    #[error("prompt: {0}")]
+    Prompt(String),
     /// A model file named by `--model` (or the bootstrapped default) does not exist.
     #[error("model file {path} does not exist{hint}")]
     ModelMissing {

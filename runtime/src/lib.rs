@@ -20,6 +20,10 @@
 //! llama.cpp logged, which URL after how many retries). A model's *mistakes* are not errors;
 //! later slices of this crate record them as data.
 //!
+//! The [`rlm`] module is the agent loop: a root model drives a sandboxed Python REPL, makes
+//! recursive sub-calls through the REPL's helpers, and answers through an `answer` dict; every
+//! turn, cell and sub-call is logged to memory. [`tools`] holds the domain-tool trait.
+//!
 //! This crate does not train (that is `autodidact-trainer`) and does not speak SQL (that is
 //! `autodidact-memory`).
 
@@ -27,5 +31,33 @@
 
 mod error;
 pub mod model;
+pub mod rlm;
+pub mod tools;
 
 pub use error::{Error, Result};
+
+use std::time::Duration;
+
+use autodidact_policies::{GrantMode, Policy};
+use autodidact_sandbox::{Grant, Limits};
+
+/// The sandbox limits a policy's `[sandbox]` section asks for.
+pub fn sandbox_limits(policy: &Policy) -> Limits {
+    let s = &policy.sandbox;
+    Limits {
+        deadline: Duration::from_millis(s.deadline_ms),
+        memory_bytes: s.memory_mb << 20,
+        stdout_bytes: s.stdout_bytes,
+        stderr_bytes: s.stderr_bytes,
+        max_file_calls: s.max_file_calls,
+        max_tool_calls: s.max_tool_calls,
+        tool_payload_bytes: s.tool_payload_bytes,
+        tool_timeout: Duration::from_millis(s.tool_timeout_ms),
+        fuel: s.fuel,
+        grants: s
+            .grants
+            .iter()
+            .map(|g| Grant { host: g.host.clone(), guest: g.guest.clone(), writable: g.mode == GrantMode::Rw })
+            .collect(),
+    }
+}

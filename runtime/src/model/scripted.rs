@@ -75,15 +75,24 @@ impl LanguageModel for ScriptedModel {
         sampling.validate()?;
         let start = Instant::now();
         let mut replies = self.replies.lock().map_err(|_| Error::WorkerGone)?;
+        // Token counts are estimated at one token per four characters, so that budgets can be
+        // exercised deterministically; a reply over `max_new_tokens` is cut there.
+        let prompt_chars: usize = messages.iter().map(|m| m.content.chars().count()).sum();
         Ok((0..n)
             .map(|_| {
-                let text = replies.pop_front().unwrap_or_default();
+                let mut text = replies.pop_front().unwrap_or_default();
+                let mut finish_reason = FinishReason::Stop;
+                if let Some((cut, _)) = text.char_indices().nth(sampling.max_new_tokens * 4) {
+                    text.truncate(cut);
+                    finish_reason = FinishReason::Length;
+                }
+                let completion_tokens = text.chars().count().div_ceil(4);
                 Completion {
                     text,
                     tokens: Vec::new(),
                     token_logprobs: Vec::new(),
-                    finish_reason: FinishReason::Stop,
-                    usage: Usage::default(),
+                    finish_reason,
+                    usage: Usage { prompt_tokens: prompt_chars.div_ceil(4), completion_tokens },
                     timings: Timings {
                         prompt_ms: 0.0,
                         generation_ms: start.elapsed().as_secs_f64() * 1e3,

@@ -1,0 +1,540 @@
+//! The RLM loop: a model drives a Python REPL until it answers or a budget runs out.
+//!
+//! One run (see [`Agent::run`]):
+//! 1. open a sandbox session, bind `context` and the scaffold (`prelude.py`);
+//! 2. prompt the model from `runtime/prompts/*.j2`;
+//! 3. each turn, run every ` ```repl ` block of the reply in order and feed the outputs back,
+//!    each cut to `budget.output_chars`; a reply with no block gets a short nudge;
+//! 4. after every cell, restore scaffold names the code overwrote, and tell the model;
+//! 5. stop when `answer["ready"]` is true or a budget runs out; at the iteration cap, ask once
+//!    for a final answer.
+//!
+//! The model's mistakes (exceptions, bad code, malformed replies, refused tools) are fed back
+//! as text; only failures of the host are `Err`s. Sub-calls (`llm_query`, `rlm_query`) reach
+//! the host through the sandbox's tool bridge ([`subcalls`]) and share one budget per tree.
+
+mod code;
+mod subcalls;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use autodidact_memory::{NewRun, NewStep, NewTask, RunEnd, RunHandle, RunStatus, Split, StepKind};
+use autodidact_policies::Policy;
+use autodidact_sandbox::{Limits, Sandbox, Session, Status};
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+
+pub use code::{code_blocks, truncate};
+
+use crate::model::{LanguageModel, Message, Sampling};
+use crate::tools::Tool;
+use crate::{Error, Result};
+
+const PRELUDE: &str = include_str!("prelude.py");
+const CHECK: &str = "__import__('_autodidact').check(globals())";
+
+/// A task for one run.
+#[derive(Debug, Clone)]
+pub struct TaskInput {
+    /// What to do.
+    pub prompt: String,
+    /// The input bound as `context`: a string, a list of strings, or null.
+    pub context: Value,
+    /// The task family, for memory (`user` by default).
+    pub family: String,
+    /// Train or eval, for memory.
+    pub split: Split,
+    /// Where the task came from (`cli`, a suite name, ...).
+    pub source: String,
+    /// The answer and verifier, when known, stored with the task.
+    pub answer_spec: Value,
+}
+
+impl TaskInput {
+    /// A user task with an optional context.
+    pub fn new(prompt: impl Into<String>, context: Value) -> Self {
+        TaskInput { prompt: prompt.into(), context, family: "user".into(), split: Split::Train, source: "cli".into(), answer_spec: Value::Null }
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Stop {
+    /// The guest set `answer["ready"]`.
+    Answered,
+    /// `recursion.max_iterations` turns, and the final-answer request, gave no answer.
+    MaxIterations,
+    /// A token, time or sub-call budget ran out; the string names it.
+    BudgetExceeded(String),
+    /// The model backend failed; the string says how.
+    Error(String),
+}
+
+impl Stop {
+    /// `answered`, `max_iterations`, `budget_exceeded` or `error`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Stop::Answered => "answered",
+            Stop::MaxIterations => "max_iterations",
+            Stop::BudgetExceeded(_) => "budget_exceeded",
+            Stop::Error(_) => "error",
+        }
+    }
+}
+
+/// What a run produced.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    /// The run's id in memory, when it was logged.
+    pub run_id: Option<String>,
+    /// How it ended.
+    pub stop: Stop,
+    /// The answer's content, when one was given.
+    pub answer: Option<String>,
+    /// Model turns taken.
+    pub turns: u32,
+    /// Sub-calls made by this run (not its children).
+    pub subcalls: u32,
+    /// Tokens (prompt and completion) of this run's own turns.
+    pub tokens: u64,
+    /// Wall-clock time.
+    pub duration: Duration,
+    /// Time spent waiting for the model.
+    pub model_time: Duration,
+    /// Time spent running guest code (including sub-calls made from it).
+    pub guest_time: Duration,
+}
+
+/// Something worth showing a person while a run goes on.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A model turn finished.
+    Turn {
+        /// Depth in the RLM tree (root 0).
+        depth: u32,
+        /// Turn number, from 1.
+        turn: u32,
+        /// Tokens generated.
+        tokens: usize,
+    },
+    /// A code cell finished.
+    Cell {
+        /// Depth in the RLM tree.
+        depth: u32,
+        /// `ok`, `error`, `exited` or `trapped`.
+        status: &'static str,
+    },
+    /// A sub-call started.
+    Subcall {
+        /// Depth of the caller.
+        depth: u32,
+        /// `llm_query` or `rlm_query`.
+        kind: &'static str,
+    },
+}
+
+/// A callback told about [`Event`]s.
+pub type Progress = Arc<dyn Fn(&Event) + Send + Sync>;
+
+/// Where runs are logged.
+#[derive(Clone)]
+pub struct MemoryLog {
+    /// The store (for retrieval).
+    pub store: Arc<autodidact_memory::Store>,
+    /// Its batched writer.
+    pub writer: autodidact_memory::Writer,
+}
+
+/// An agent: a model, a sandbox, a policy and tools. Share it as `Arc<Agent>`.
+pub struct Agent {
+    model: Arc<dyn LanguageModel>,
+    sub_model: Arc<dyn LanguageModel>,
+    sandbox: Sandbox,
+    policy: Policy,
+    limits: Limits,
+    tools: Vec<Arc<dyn Tool>>,
+    memory: Option<MemoryLog>,
+    progress: Option<Progress>,
+    name: String,
+    prompts: minijinja::Environment<'static>,
+}
+
+/// Budgets shared by every run of one tree.
+pub(crate) struct Tree {
+    subcalls: AtomicU32,
+    tokens: AtomicU64,
+    concurrent: Semaphore,
+    deadline: Instant,
+}
+
+struct RunLog {
+    handle: RunHandle,
+    task_id: String,
+}
+
+#[derive(Default)]
+struct Tally {
+    turns: u32,
+    tokens: u64,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    model_time: Duration,
+    guest_time: Duration,
+    subcalls: Arc<AtomicU32>,
+}
+
+impl Agent {
+    /// An agent with `model` for turns and sub-calls, in `sandbox`, under `policy`.
+    pub fn new(model: Arc<dyn LanguageModel>, sandbox: Sandbox, policy: Policy) -> Result<Agent> {
+        let mut prompts = minijinja::Environment::new();
+        for (name, text) in [
+            ("system", include_str!("../../prompts/system.j2")),
+            ("task", include_str!("../../prompts/task.j2")),
+            ("feedback", include_str!("../../prompts/feedback.j2")),
+            ("nudge", include_str!("../../prompts/nudge.j2")),
+            ("final", include_str!("../../prompts/final.j2")),
+        ] {
+            prompts.add_template(name, text).map_err(|e| Error::Prompt(format!("{name}.j2: {e}")))?;
+        }
+        let limits = crate::sandbox_limits(&policy);
+        Ok(Agent { sub_model: model.clone(), model, sandbox, policy, limits, tools: Vec::new(), memory: None, progress: None, name: "default".into(), prompts })
+    }
+
+    /// Uses `model` for `llm_query` and `rlm_query` instead of the root model.
+    pub fn with_sub_model(mut self, model: Arc<dyn LanguageModel>) -> Self {
+        self.sub_model = model;
+        self
+    }
+
+    /// Adds domain tools (still gated by the policy's `[tools]` allow list).
+    pub fn with_tools(mut self, tools: Vec<Arc<dyn Tool>>) -> Self {
+        self.tools.extend(tools);
+        self
+    }
+
+    /// Logs every run, turn, cell and sub-call to memory.
+    pub fn with_memory(mut self, memory: MemoryLog) -> Self {
+        self.memory = Some(memory);
+        self
+    }
+
+    /// Reports progress to `progress`.
+    pub fn with_progress(mut self, progress: Progress) -> Self {
+        self.progress = Some(progress);
+        self
+    }
+
+    /// Names the agent in memory.
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// The policy the agent runs under.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Runs `task` to an answer or a budget.
+    pub async fn run(self: &Arc<Self>, task: TaskInput) -> Result<RunOutcome> {
+        let r = &self.policy.recursion;
+        let tree = Arc::new(Tree {
+            subcalls: AtomicU32::new(0),
+            tokens: AtomicU64::new(0),
+            concurrent: Semaphore::new(r.max_concurrent_subcalls as usize),
+            deadline: Instant::now() + Duration::from_millis(self.policy.budget.wall_clock_ms),
+        });
+        self.clone().run_at(task, 0, tree, None).await
+    }
+
+    /// One run of the tree at `depth`. Boxed, because `rlm_query` recurses into it.
+    pub(crate) fn run_at(
+        self: Arc<Self>,
+        task: TaskInput,
+        depth: u32,
+        tree: Arc<Tree>,
+        parent_task: Option<String>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<RunOutcome>> + Send>> {
+        Box::pin(async move {
+            let started = Instant::now();
+            let log = self.begin(&task, parent_task).await?;
+            let mut tally = Tally::default();
+            let mut session = self.open_session(&task, depth, &tree, &log, &tally).await?;
+            let mut answer: Option<String> = None;
+            let mut messages = vec![Message::system(self.system_prompt(&task).await), Message::user(self.render("task", json!({"task": task.prompt})))];
+            let max_turns = self.policy.recursion.max_iterations;
+            let mut stop = loop {
+                if let Some(over) = self.over_budget(&tree) {
+                    break over;
+                }
+                if tally.turns >= max_turns {
+                    break Stop::MaxIterations;
+                }
+                let reply = match self.turn(&messages, depth, &tree, &log, &mut tally).await {
+                    Ok(text) => text,
+                    Err(stop) => break stop,
+                };
+                messages.push(Message::assistant(reply.clone()));
+                let blocks = code_blocks(&reply);
+                if blocks.is_empty() {
+                    messages.push(Message::user(self.render("nudge", json!({}))));
+                    continue;
+                }
+                match self.run_cells(&mut session, &blocks, &task, depth, &tree, &log, &mut tally).await? {
+                    Ok(given) => {
+                        answer = Some(given);
+                        break Stop::Answered;
+                    }
+                    Err(feedback) => messages.push(Message::user(feedback)),
+                }
+            };
+            if stop == Stop::MaxIterations {
+                // At the iteration cap the model is asked once for a final answer.
+                messages.push(Message::user(self.render("final", json!({}))));
+                if let Ok(reply) = self.turn(&messages, depth, &tree, &log, &mut tally).await {
+                    let blocks = code_blocks(&reply);
+                    if let Ok(given) = self.run_cells(&mut session, &blocks, &task, depth, &tree, &log, &mut tally).await? {
+                        answer = Some(given);
+                        stop = Stop::Answered;
+                    }
+                }
+            }
+            let outcome = RunOutcome {
+                run_id: log.as_ref().map(|l| l.handle.id().to_owned()),
+                stop,
+                answer,
+                turns: tally.turns,
+                subcalls: tally.subcalls.load(Ordering::Relaxed),
+                tokens: tally.tokens,
+                duration: started.elapsed(),
+                model_time: tally.model_time,
+                guest_time: tally.guest_time,
+            };
+            self.finish(&log, &outcome, &tally).await?;
+            Ok(outcome)
+        })
+    }
+
+    fn render(&self, template: &str, ctx: Value) -> String {
+        self.prompts.get_template(template).and_then(|t| t.render(ctx)).unwrap_or_else(|e| format!("(prompt {template} failed: {e})"))
+    }
+
+    async fn system_prompt(&self, task: &TaskInput) -> String {
+        let tools: Vec<Value> = self.allowed_tools().map(|t| json!({"name": t.name(), "description": t.description()})).collect();
+        let experience = self.experience(task).await;
+        self.render("system", json!({"context_desc": describe_context(&task.context), "tools": tools, "experience": experience}))
+    }
+
+    /// Condensed solved tasks and lessons similar to `task`, when the policy allows it.
+    async fn experience(&self, task: &TaskInput) -> Vec<String> {
+        let (Some(memory), true) = (&self.memory, self.policy.experience.retrieve) else { return Vec::new() };
+        let filters = autodidact_memory::SearchFilters { kinds: vec![autodidact_memory::DocKind::Experience], ..Default::default() };
+        let hits = memory.store.search(&task.prompt, &filters, self.policy.experience.k as usize).await.unwrap_or_default();
+        hits.into_iter().map(|h| truncate(&h.preview, 300).0).collect()
+    }
+
+    pub(crate) fn allowed_tools(&self) -> impl Iterator<Item = &Arc<dyn Tool>> {
+        let allow = &self.policy.tools.allow;
+        self.tools.iter().filter(move |t| allow.iter().any(|a| a == "*" || a == t.name()))
+    }
+
+    fn over_budget(&self, tree: &Tree) -> Option<Stop> {
+        if tree.tokens.load(Ordering::Relaxed) >= self.policy.budget.run_tokens {
+            return Some(Stop::BudgetExceeded(format!("budget.run_tokens = {}", self.policy.budget.run_tokens)));
+        }
+        if Instant::now() >= tree.deadline {
+            return Some(Stop::BudgetExceeded(format!("budget.wall_clock_ms = {}", self.policy.budget.wall_clock_ms)));
+        }
+        None
+    }
+
+    fn turn_sampling(&self) -> Sampling {
+        let b = &self.policy.budget;
+        Sampling {
+            temperature: b.temperature,
+            max_new_tokens: b.turn_tokens as usize,
+            min_new_tokens: b.min_thinking_tokens as usize,
+            continuations: b.continuations.clone(),
+            ..Sampling::default()
+        }
+    }
+
+    /// One model turn; a failure or a timeout ends the run with its reason.
+    async fn turn(&self, messages: &[Message], depth: u32, tree: &Tree, log: &Option<RunLog>, tally: &mut Tally) -> std::result::Result<String, Stop> {
+        let started = Instant::now();
+        let remaining = tree.deadline.saturating_duration_since(started);
+        let reply = tokio::time::timeout(remaining, self.model.chat(messages, &self.turn_sampling())).await;
+        tally.model_time += started.elapsed();
+        let completion = match reply {
+            Err(_) => return Err(Stop::BudgetExceeded(format!("budget.wall_clock_ms = {}", self.policy.budget.wall_clock_ms))),
+            Ok(Err(e)) => return Err(Stop::Error(e.to_string())),
+            Ok(Ok(c)) => c,
+        };
+        tally.turns += 1;
+        let used = (completion.usage.prompt_tokens + completion.usage.completion_tokens) as u64;
+        tally.tokens += used;
+        tally.prompt_tokens += completion.usage.prompt_tokens as u64;
+        tally.completion_tokens += completion.usage.completion_tokens as u64;
+        tree.tokens.fetch_add(used, Ordering::Relaxed);
+        self.emit(Event::Turn { depth, turn: tally.turns, tokens: completion.usage.completion_tokens });
+        if let Some(l) = log {
+            let mut step = NewStep::new(StepKind::ModelTurn, messages.last().map(|m| m.content.clone()).unwrap_or_default(), completion.text.clone());
+            step.prompt_tokens = completion.usage.prompt_tokens as u64;
+            step.completion_tokens = completion.usage.completion_tokens as u64;
+            step.latency_us = started.elapsed().as_micros() as u64;
+            step.logprobs = (!completion.token_logprobs.is_empty()).then(|| completion.token_logprobs.clone());
+            let _ = l.handle.step(step).await;
+        }
+        Ok(completion.text)
+    }
+
+    /// Runs the blocks in order. `Ok(answer)` once the guest answered; otherwise the feedback.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_cells(
+        self: &Arc<Self>,
+        session: &mut Session,
+        blocks: &[String],
+        task: &TaskInput,
+        depth: u32,
+        tree: &Arc<Tree>,
+        log: &Option<RunLog>,
+        tally: &mut Tally,
+    ) -> Result<std::result::Result<String, String>> {
+        let limit = self.policy.budget.output_chars;
+        let mut cells = Vec::new();
+        let mut restored: Vec<String> = Vec::new();
+        for code in blocks {
+            let started = Instant::now();
+            let cell = session.exec_async(code).await?;
+            tally.guest_time += started.elapsed();
+            self.emit(Event::Cell { depth, status: cell.status.name() });
+            let raw = if cell.stderr.is_empty() { cell.stdout.clone() } else { format!("{}{}", cell.stdout, cell.stderr) };
+            let (output, cut) = truncate(raw.trim_end(), limit);
+            if let Some(l) = log {
+                let mut step = NewStep::new(StepKind::CodeCell, code.clone(), output.clone());
+                step.stdout = cell.stdout.clone();
+                step.stderr = cell.stderr.clone();
+                step.error = (cell.status != Status::Ok).then(|| cell.status.name().to_owned());
+                step.latency_us = cell.duration.as_micros() as u64;
+                let _ = l.handle.step(step).await;
+            }
+            cells.push(json!({"status": cell.status.name(), "output": output, "truncated": cut || cell.truncated}));
+            if session.is_closed() {
+                // `exit()` or a trap ended the REPL: start a fresh one and say so.
+                *session = self.open_session(task, depth, tree, log, tally).await?;
+                cells.push(json!({"status": "restarted", "output": "The REPL was restarted: your variables are gone, `context` is bound again.", "truncated": false}));
+                break;
+            }
+            let check = session.exec_async(CHECK).await?;
+            let state: Value = serde_json::from_str(check.stdout.trim()).unwrap_or(Value::Null);
+            for name in state["restored"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+                restored.push(name.to_owned());
+            }
+            if state["ready"] == json!(true) {
+                return Ok(Ok(state["content"].as_str().unwrap_or_default().to_owned()));
+            }
+        }
+        restored.dedup();
+        Ok(Err(self.render("feedback", json!({"cells": cells, "restored": restored, "limit": limit}))))
+    }
+
+    /// A session with `context` and the scaffold bound, and this run's host tools.
+    async fn open_session(self: &Arc<Self>, task: &TaskInput, depth: u32, tree: &Arc<Tree>, log: &Option<RunLog>, tally: &Tally) -> Result<Session> {
+        let parent = log.as_ref().map(|l| (l.handle.clone(), l.task_id.clone()));
+        let tools = subcalls::tool_set(self, depth, tree, parent, tally.subcalls.clone());
+        let mut session = self.sandbox.session(self.limits.clone(), tools)?;
+        session.set_var_async("context", &task.context).await?;
+        let cell = session.exec_async(PRELUDE).await?;
+        if cell.status != Status::Ok {
+            return Err(Error::Prompt(format!("the REPL scaffold failed to load: {}", cell.stderr)));
+        }
+        Ok(session)
+    }
+
+    fn emit(&self, event: Event) {
+        if let Some(p) = &self.progress {
+            p(&event);
+        }
+    }
+
+    async fn begin(&self, task: &TaskInput, parent_task: Option<String>) -> Result<Option<RunLog>> {
+        let Some(m) = &self.memory else { return Ok(None) };
+        let context_ref = match &task.context {
+            Value::Null => None,
+            Value::String(s) => Some(format!("inline string, {} chars", s.chars().count())),
+            Value::Array(a) => Some(format!("inline list of {} strings", a.len())),
+            other => Some(format!("inline {}", other)),
+        };
+        let new_task = NewTask {
+            family: task.family.clone(),
+            prompt: task.prompt.clone(),
+            context_ref,
+            answer_spec: task.answer_spec.clone(),
+            split: task.split,
+            parent_id: parent_task,
+            difficulty: None,
+            source: task.source.clone(),
+        };
+        let task_id = m.writer.add_task(new_task).await?.id;
+        let run = NewRun {
+            task_id: task_id.clone(),
+            agent: self.name.clone(),
+            model_id: self.model.describe(),
+            adapter_id: None,
+            policy_hash: policy_hash(&self.policy),
+        };
+        let (handle, _ack) = m.writer.begin_run(run).await?;
+        Ok(Some(RunLog { handle, task_id }))
+    }
+
+    async fn finish(&self, log: &Option<RunLog>, outcome: &RunOutcome, tally: &Tally) -> Result<()> {
+        let Some(l) = log else { return Ok(()) };
+        let status = match outcome.stop {
+            Stop::Answered => RunStatus::Answered,
+            Stop::MaxIterations | Stop::BudgetExceeded(_) => RunStatus::BudgetExhausted,
+            Stop::Error(_) => RunStatus::Failed,
+        };
+        let reason = match &outcome.stop {
+            Stop::BudgetExceeded(what) => format!("budget_exceeded: {what}"),
+            Stop::Error(e) => format!("error: {e}"),
+            other => other.name().to_owned(),
+        };
+        let end = RunEnd {
+            status,
+            end_reason: Some(reason),
+            final_answer: outcome.answer.clone(),
+            reward: None,
+            prompt_tokens: tally.prompt_tokens,
+            completion_tokens: tally.completion_tokens,
+        };
+        l.handle.finish(end).await?.committed().await?;
+        Ok(())
+    }
+}
+
+/// What the model is told about `context`: its type, length and a short preview.
+pub fn describe_context(context: &Value) -> String {
+    match context {
+        Value::Null => "None: this task has no context".into(),
+        Value::String(s) => {
+            let (preview, cut) = truncate(s, 200);
+            format!("a str of {} characters, starting {:?}{}", s.chars().count(), preview, if cut { "..." } else { "" })
+        }
+        Value::Array(items) => {
+            let total: usize = items.iter().map(|i| i.as_str().map_or(0, |s| s.chars().count())).sum();
+            let first = items.first().and_then(Value::as_str).map(|s| truncate(s, 100).0).unwrap_or_default();
+            format!("a list of {} strings, {} characters in all; the first starts {:?}", items.len(), total, first)
+        }
+        other => format!("a {} value", if other.is_object() { "dict" } else { "scalar" }),
+    }
+}
+
+/// A short stable hash of a policy, recorded with each run.
+pub fn policy_hash(policy: &Policy) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    format!("{policy:?}").hash(&mut h);
+    format!("{:016x}", h.finish())
+}

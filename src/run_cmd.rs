@@ -1,0 +1,135 @@
+//! `autodidact run`: one task through the RLM loop, logged to memory.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use autodidact_memory::{Store, default_url};
+use autodidact_policies::Policy;
+use autodidact_runtime::model::{self, ModelSpec, OpenOptions};
+use autodidact_runtime::rlm::{Agent, Event, MemoryLog, Stop, TaskInput};
+use autodidact_runtime::tools::{MemorySearch, Tool};
+use autodidact_sandbox::{Sandbox, SandboxConfig};
+use clap::Args;
+use serde_json::{Value, json};
+
+/// `autodidact run` arguments.
+#[derive(Args)]
+pub struct RunArgs {
+    /// The model: `smollm2` (default), `path/to/file.gguf`, `openai:URL#MODEL` or `scripted:PATH`.
+    #[arg(long, default_value = "smollm2")]
+    model: String,
+    /// A GGUF LoRA adapter to apply to the model.
+    #[arg(long, value_name = "FILE")]
+    adapter: Option<PathBuf>,
+    /// A policy TOML file (default: the built-in preset).
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
+    /// A file bound as `context` in the REPL: text, or a JSON list of strings (`.json`).
+    #[arg(long, value_name = "FILE")]
+    context: Option<PathBuf>,
+    /// A Python file whose public functions become host tools (not available yet).
+    #[arg(long, value_name = "FILE.py")]
+    tools: Option<PathBuf>,
+    /// Print one JSON object: run_id, status, answer, turns, subcalls, tokens, duration_ms.
+    #[arg(long)]
+    json: bool,
+    /// The task.
+    task: String,
+}
+
+pub fn run(args: RunArgs) -> Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(run_async(args))
+}
+
+fn load_context(path: &PathBuf) -> Result<Value> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read context file {}", path.display()))?;
+    if path.extension().is_some_and(|e| e == "json") {
+        let v: Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+        anyhow::ensure!(
+            v.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
+            "{}: a JSON context must be a list of strings",
+            path.display()
+        );
+        return Ok(v);
+    }
+    Ok(Value::String(text))
+}
+
+async fn run_async(args: RunArgs) -> Result<ExitCode> {
+    anyhow::ensure!(!args.task.trim().is_empty(), "the task is empty");
+    anyhow::ensure!(args.tools.is_none(), "--tools (Python tools through pyo3) is not available in this build yet");
+    let policy = match &args.policy {
+        Some(p) => Policy::load(p)?,
+        None => Policy::preset_default(),
+    };
+    let context = args.context.as_ref().map(load_context).transpose()?.unwrap_or(Value::Null);
+    let model = model::open(&ModelSpec::parse(&args.model)?, &OpenOptions::default()).await?;
+    if let Some(path) = &args.adapter {
+        let id = model.load_adapter(path).await?;
+        model.set_adapter(Some((id, 1.0))).await?;
+    }
+    let sandbox = Sandbox::open(&SandboxConfig::from_env())?;
+    let store = Arc::new(Store::open(&default_url()).await?);
+    for w in store.warnings() {
+        eprintln!("warning: {w}");
+    }
+    let memory = MemoryLog { writer: store.writer(), store: store.clone() };
+    let tools: Vec<Arc<dyn Tool>> = vec![Arc::new(MemorySearch::new(store.clone()))];
+    let mut agent = Agent::new(model.clone(), sandbox, policy.clone())?.with_tools(tools).with_memory(memory);
+    if !policy.recursion.sub_model.is_empty() {
+        agent = agent.with_sub_model(model::open(&ModelSpec::parse(&policy.recursion.sub_model)?, &OpenOptions::default()).await?);
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(indicatif::ProgressStyle::with_template("{spinner} [{elapsed}] {msg}").expect("valid template"));
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar.set_message("starting");
+    let b = bar.clone();
+    let agent = Arc::new(agent.with_progress(Arc::new(move |e: &Event| {
+        let msg = match e {
+            Event::Turn { depth, turn, tokens } => format!("{}turn {turn}: {tokens} tokens", indent(*depth)),
+            Event::Cell { depth, status } => format!("{}cell: {status}", indent(*depth)),
+            Event::Subcall { depth, kind } => format!("{}sub-call: {kind}", indent(*depth)),
+        };
+        b.println(msg.clone());
+        b.set_message(msg);
+    })));
+    let outcome = agent.run(TaskInput::new(args.task.clone(), context)).await?;
+    bar.finish_and_clear();
+    store.flush().await?;
+    if args.json {
+        println!(
+            "{}",
+            json!({
+                "run_id": outcome.run_id,
+                "status": outcome.stop.name(),
+                "answer": outcome.answer,
+                "turns": outcome.turns,
+                "subcalls": outcome.subcalls,
+                "tokens": outcome.tokens,
+                "duration_ms": outcome.duration.as_secs_f64() * 1e3,
+            })
+        );
+    } else {
+        match (&outcome.stop, &outcome.answer) {
+            (Stop::Answered, Some(a)) => println!("{a}"),
+            (stop, _) => {
+                let why = match stop {
+                    Stop::BudgetExceeded(w) | Stop::Error(w) => format!(" ({w})"),
+                    _ => String::new(),
+                };
+                eprintln!("no answer: {}{why}", stop.name());
+            }
+        }
+        if let Some(id) = &outcome.run_id {
+            eprintln!("run {id}: {} turns, {} sub-calls, {} tokens, {:.1}s (autodidact memory show {id})", outcome.turns, outcome.subcalls, outcome.tokens, outcome.duration.as_secs_f64());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn indent(depth: u32) -> String {
+    "  ".repeat(depth as usize)
+}
