@@ -29,7 +29,9 @@ pub struct RunArgs {
     /// A file bound as `context` in the REPL: text, or a JSON list of strings (`.json`).
     #[arg(long, value_name = "FILE")]
     context: Option<PathBuf>,
-    /// A Python file whose public functions become host tools (not available yet).
+    /// A Python file whose public functions become host tools (schema from type hints,
+    /// description from docstrings). They run on the host and must be allowed by the policy's
+    /// `[tools] allow` list.
     #[arg(long, value_name = "FILE.py")]
     tools: Option<PathBuf>,
     /// Print one JSON object: run_id, status, answer, turns, subcalls, tokens, duration_ms.
@@ -60,7 +62,6 @@ fn load_context(path: &PathBuf) -> Result<Value> {
 
 async fn run_async(args: RunArgs) -> Result<ExitCode> {
     anyhow::ensure!(!args.task.trim().is_empty(), "the task is empty");
-    anyhow::ensure!(args.tools.is_none(), "--tools (Python tools through pyo3) is not available in this build yet");
     let policy = match &args.policy {
         Some(p) => Policy::load(p)?,
         None => Policy::preset_default(),
@@ -77,7 +78,16 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
         eprintln!("warning: {w}");
     }
     let memory = MemoryLog { writer: store.writer(), store: store.clone() };
-    let tools: Vec<Arc<dyn Tool>> = vec![Arc::new(MemorySearch::new(store.clone()))];
+    let mut tools: Vec<Arc<dyn Tool>> = vec![Arc::new(MemorySearch::new(store.clone()))];
+    if let Some(path) = &args.tools {
+        let loaded = autodidact_runtime::pytools::load(path)?;
+        for t in &loaded {
+            if !policy.tools.allow.iter().any(|a| a == "*" || a == t.name()) {
+                eprintln!("warning: tool `{}` from {} is not in the policy's [tools] allow list; calls to it will be refused", t.name(), path.display());
+            }
+        }
+        tools.extend(loaded);
+    }
     let mut agent = Agent::new(model.clone(), sandbox, policy.clone())?.with_tools(tools).with_memory(memory);
     if !policy.recursion.sub_model.is_empty() {
         agent = agent.with_sub_model(model::open(&ModelSpec::parse(&policy.recursion.sub_model)?, &OpenOptions::default()).await?);

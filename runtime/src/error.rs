@@ -15,6 +15,14 @@ pub enum Error {
     /// The trajectory store failed.
     #[error("memory: {0}")]
     Memory(#[from] autodidact_memory::Error),
+    /// A Python tools file could not be loaded.
+    #[error("cannot load Python tools from {}: {reason}", path.display())]
+    Tools {
+        /// The file.
+        path: PathBuf,
+        /// What Python said.
+        reason: String,
+    },
     /// A prompt template or the REPL scaffold is broken.
     #[error("prompt: {0}")]
     Prompt(String),

@@ -32,6 +32,7 @@
 mod error;
 pub mod model;
 pub mod rlm;
+pub mod pytools;
 pub mod tools;
 
 pub use error::{Error, Result};
