@@ -378,7 +378,7 @@ async fn verify(db: &str, ack_log: Option<&Path>, json: bool) -> anyhow::Result<
         None => Vec::new(),
     };
     let report = match open(db, false).await {
-        Ok(store) => store.verify(&acked).await,
+        Ok(store) => store.verify(&acked).await.map_err(anyhow::Error::from),
         Err(e) => Err(e),
     };
     let report = match report {
