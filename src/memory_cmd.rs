@@ -511,7 +511,7 @@ async fn bench(as_json: bool, steps: u64, db: Option<String>) -> anyhow::Result<
         pb.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
     let mut rates = Vec::new();
-    let started = Instant::now();
+    let mut ingest_secs = 0.0;
     let mut written = 0u64;
     while written < steps {
         let chunk = CHUNK.min(steps - written);
@@ -562,11 +562,11 @@ async fn bench(as_json: bool, steps: u64, db: Option<String>) -> anyhow::Result<
             a.committed().await?;
         }
         let secs = t0.elapsed().as_secs_f64();
+        ingest_secs += secs;
         rates.push((runs * STEPS_PER_RUN) as f64 / secs);
         written += runs * STEPS_PER_RUN;
         pb.set_position(written.min(steps));
     }
-    let ingest_secs = started.elapsed().as_secs_f64();
     pb.finish_and_clear();
     let t_index = Instant::now();
     store.flush().await?;

@@ -193,7 +193,11 @@ impl Store {
         let (writer, _task) = writer::spawn(
             pool.clone(),
             indexer,
-            WriterConfig { max_batch: opts.max_batch.max(1), queue: opts.queue.max(1) },
+            WriterConfig {
+                max_batch: opts.max_batch.max(1),
+                queue: opts.queue.max(1),
+                anonymous_params: matches!(backend, Backend::Sqlite { .. }),
+            },
         );
         Ok(Store { pool, backend, url: shown, writer, index, warnings })
     }

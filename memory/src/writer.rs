@@ -17,8 +17,9 @@ use crate::index::{IndexDoc, Indexer};
 use crate::types::*;
 use crate::{Error, Result, now_ms, new_id};
 
-/// Rows per multi-row `INSERT` of steps (14 columns each, well under both backends' limits).
-const STEP_CHUNK: usize = 64;
+/// Rows per multi-row `INSERT` of steps (14 columns each: 3,584 parameters, well under
+/// SQLite's 32,766 and PostgreSQL's 65,535).
+const STEP_CHUNK: usize = 256;
 
 /// One write, as queued.
 pub(crate) enum Op {
@@ -200,6 +201,9 @@ impl RunHandle {
 pub(crate) struct WriterConfig {
     pub max_batch: usize,
     pub queue: usize,
+    /// SQLite binds anonymous `?` parameters much faster than numbered ones, which it looks
+    /// up by name; PostgreSQL only knows `$N`.
+    pub anonymous_params: bool,
 }
 
 /// Starts the writer task and returns the handle that feeds it.
@@ -209,17 +213,33 @@ pub(crate) fn spawn(
     cfg: WriterConfig,
 ) -> (Writer, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(cfg.queue);
-    let task = tokio::spawn(run_writer(pool, indexer, rx, cfg.max_batch));
+    let task = tokio::spawn(run_writer(pool, indexer, rx, cfg.max_batch, cfg.anonymous_params));
     (Writer { tx }, task)
 }
 
 /// The family and split of a run's task, cached while the run is live so that step documents
 /// can be filtered like their task.
-#[derive(Clone)]
 struct TaskMeta {
     task_id: String,
     family: String,
     split: String,
+}
+
+/// Task metadata by run (live runs only) and by task (bounded), so that most steps need no
+/// lookup at all.
+#[derive(Default)]
+struct MetaCache {
+    runs: HashMap<String, Arc<TaskMeta>>,
+    tasks: HashMap<String, Arc<TaskMeta>>,
+}
+
+impl MetaCache {
+    fn remember_task(&mut self, meta: Arc<TaskMeta>) {
+        if self.tasks.len() >= 100_000 {
+            self.tasks.clear();
+        }
+        self.tasks.insert(meta.task_id.clone(), meta);
+    }
 }
 
 async fn run_writer(
@@ -227,8 +247,9 @@ async fn run_writer(
     mut indexer: Option<Indexer>,
     mut rx: mpsc::Receiver<Job>,
     max_batch: usize,
+    anon: bool,
 ) {
-    let mut cache: HashMap<String, TaskMeta> = HashMap::new();
+    let mut cache = MetaCache::default();
     let mut jobs: Vec<Job> = Vec::with_capacity(max_batch);
     loop {
         if rx.recv_many(&mut jobs, max_batch).await == 0 {
@@ -236,7 +257,7 @@ async fn run_writer(
         }
         let mut docs = Vec::new();
         let want_docs = indexer.is_some();
-        let outcome = write_batch(&pool, &jobs, &mut cache, want_docs.then_some(&mut docs)).await;
+        let outcome = write_batch(&pool, &jobs, &mut cache, want_docs.then_some(&mut docs), anon).await;
         match outcome {
             Ok(batch) => {
                 if let (Some(ix), Some(batch)) = (indexer.as_mut(), batch)
@@ -254,7 +275,7 @@ async fn run_writer(
                     let mut docs = Vec::new();
                     let one = std::slice::from_ref(&job);
                     let res =
-                        write_batch(&pool, one, &mut cache, want_docs.then_some(&mut docs)).await;
+                        write_batch(&pool, one, &mut cache, want_docs.then_some(&mut docs), anon).await;
                     let res = match res {
                         Ok(batch) => {
                             if let (Some(ix), Some(batch)) = (indexer.as_mut(), batch)
@@ -277,8 +298,9 @@ async fn run_writer(
 async fn write_batch(
     pool: &AnyPool,
     jobs: &[Job],
-    cache: &mut HashMap<String, TaskMeta>,
+    cache: &mut MetaCache,
     mut docs: Option<&mut Vec<IndexDoc>>,
+    anon: bool,
 ) -> Result<Option<i64>> {
     if jobs.iter().all(|j| matches!(j.op, Op::Barrier)) {
         return Ok(None);
@@ -300,30 +322,33 @@ async fn write_batch(
                 docs.push(IndexDoc::step(run_id, *idx, step, &meta.task_id, &meta.family, &meta.split));
             }
             if steps.len() == STEP_CHUNK {
-                insert_steps(&mut tx, &steps, batch).await?;
+                insert_steps(&mut tx, &steps, batch, anon).await?;
                 steps.clear();
             }
             continue;
         }
         if !steps.is_empty() {
-            insert_steps(&mut tx, &steps, batch).await?;
+            insert_steps(&mut tx, &steps, batch, anon).await?;
             steps.clear();
         }
         apply(&mut tx, &job.op, batch, cache, docs.as_deref_mut()).await?;
     }
     if !steps.is_empty() {
-        insert_steps(&mut tx, &steps, batch).await?;
+        insert_steps(&mut tx, &steps, batch, anon).await?;
     }
     tx.commit().await.map_err(|e| Error::query("committing a write batch", e))?;
     Ok(Some(batch))
 }
 
-async fn task_meta<'c>(
+async fn task_meta(
     tx: &mut Transaction<'static, Any>,
-    cache: &'c mut HashMap<String, TaskMeta>,
+    cache: &mut MetaCache,
     run_id: &str,
-) -> Result<&'c TaskMeta> {
-    if !cache.contains_key(run_id) {
+) -> Result<Arc<TaskMeta>> {
+    if let Some(m) = cache.runs.get(run_id) {
+        return Ok(m.clone());
+    }
+    {
         let row: Option<(String, String, String)> = sqlx::query_as(
             "SELECT t.id, t.family, t.split FROM runs r JOIN tasks t ON t.id = r.task_id \
              WHERE r.id = $1",
@@ -334,15 +359,18 @@ async fn task_meta<'c>(
         .map_err(|e| Error::query("looking up a run's task", e))?;
         let (task_id, family, split) =
             row.ok_or_else(|| Error::NotFound { what: "run", id: run_id.to_owned() })?;
-        cache.insert(run_id.to_owned(), TaskMeta { task_id, family, split });
+        let meta = Arc::new(TaskMeta { task_id, family, split });
+        cache.runs.insert(run_id.to_owned(), meta.clone());
+        cache.remember_task(meta.clone());
+        Ok(meta)
     }
-    Ok(&cache[run_id])
 }
 
 async fn insert_steps(
     tx: &mut Transaction<'static, Any>,
     steps: &[(&str, u64, &NewStep, i64)],
     batch: i64,
+    anon: bool,
 ) -> Result<()> {
     const COLS: usize = 14;
     let mut sql = String::from(
@@ -358,8 +386,12 @@ async fn insert_steps(
             if c > 0 {
                 sql.push(',');
             }
-            sql.push('$');
-            sql.push_str(&(i * COLS + c + 1).to_string());
+            if anon {
+                sql.push('?');
+            } else {
+                sql.push('$');
+                sql.push_str(&(i * COLS + c + 1).to_string());
+            }
         }
         sql.push(')');
     }
@@ -394,7 +426,7 @@ async fn apply(
     tx: &mut Transaction<'static, Any>,
     op: &Op,
     batch: i64,
-    cache: &mut HashMap<String, TaskMeta>,
+    cache: &mut MetaCache,
     docs: Option<&mut Vec<IndexDoc>>,
 ) -> Result<()> {
     let conn: &mut AnyConnection = tx;
@@ -422,6 +454,11 @@ async fn apply(
             .map_err(|e| Error::query("inserting a task", e))?;
             if let Some(docs) = docs {
                 docs.push(IndexDoc::task(id, task));
+                cache.remember_task(Arc::new(TaskMeta {
+                    task_id: id.clone(),
+                    family: task.family.clone(),
+                    split: task.split.as_str().to_owned(),
+                }));
             }
         }
         Op::BeginRun { id, run, at } => {
@@ -440,6 +477,9 @@ async fn apply(
             .execute(&mut *conn)
             .await
             .map_err(|e| Error::query("beginning a run", e))?;
+            if let Some(meta) = cache.tasks.get(&run.task_id) {
+                cache.runs.insert(id.clone(), meta.clone());
+            }
         }
         Op::Step { .. } | Op::Barrier => {}
         Op::FinishRun { run_id, end, at } => {
@@ -462,7 +502,7 @@ async fn apply(
             if done.rows_affected() == 0 {
                 return Err(Error::NotFound { what: "run", id: run_id.clone() });
             }
-            cache.remove(run_id);
+            cache.runs.remove(run_id);
         }
         Op::Group { id, task_id, adapter_id, run_ids } => {
             sqlx::query(
