@@ -313,28 +313,50 @@ async fn write_batch(
     .await
     .map_err(|e| Error::query("numbering a write batch", e))?;
 
+    // One transaction, so the order of kinds inside it is free as long as references point
+    // backwards: tasks and adapters, then runs, steps, run ends, then everything that refers
+    // to runs. Runs, steps and run ends go in multi-row statements.
+    let mut begins: Vec<(&str, &NewRun, i64)> = Vec::new();
     let mut steps: Vec<(&str, u64, &NewStep, i64)> = Vec::new();
+    let mut ends: Vec<(&str, &RunEnd, i64)> = Vec::new();
+    let mut later: Vec<&Op> = Vec::new();
     for job in jobs {
-        if let Op::Step { run_id, idx, step, at } = &job.op {
-            steps.push((run_id, *idx, step, *at));
-            if let Some(docs) = docs.as_deref_mut() {
+        match &job.op {
+            Op::Task { .. } | Op::Adapter { .. } => {
+                apply(&mut tx, &job.op, batch, cache, docs.as_deref_mut()).await?
+            }
+            Op::BeginRun { id, run, at } => begins.push((id, run, *at)),
+            Op::Step { run_id, idx, step, at } => steps.push((run_id, *idx, step, *at)),
+            Op::FinishRun { run_id, end, at } => ends.push((run_id, end, *at)),
+            Op::Barrier => {}
+            other => later.push(other),
+        }
+    }
+    for chunk in begins.chunks(STEP_CHUNK) {
+        insert_runs(&mut tx, chunk, anon).await?;
+        for (id, run, _) in chunk {
+            if let Some(meta) = cache.tasks.get(&run.task_id) {
+                cache.runs.insert((*id).to_owned(), meta.clone());
+            }
+        }
+    }
+    for chunk in steps.chunks(STEP_CHUNK) {
+        insert_steps(&mut tx, chunk, batch, anon).await?;
+        if let Some(docs) = docs.as_deref_mut() {
+            for (run_id, idx, step, _) in chunk {
                 let meta = task_meta(&mut tx, cache, run_id).await?;
                 docs.push(IndexDoc::step(run_id, *idx, step, &meta.task_id, &meta.family, &meta.split));
             }
-            if steps.len() == STEP_CHUNK {
-                insert_steps(&mut tx, &steps, batch, anon).await?;
-                steps.clear();
-            }
-            continue;
         }
-        if !steps.is_empty() {
-            insert_steps(&mut tx, &steps, batch, anon).await?;
-            steps.clear();
-        }
-        apply(&mut tx, &job.op, batch, cache, docs.as_deref_mut()).await?;
     }
-    if !steps.is_empty() {
-        insert_steps(&mut tx, &steps, batch, anon).await?;
+    for chunk in ends.chunks(STEP_CHUNK) {
+        finish_runs(&mut tx, chunk, anon).await?;
+        for (run_id, _, _) in chunk {
+            cache.runs.remove(*run_id);
+        }
+    }
+    for op in later {
+        apply(&mut tx, op, batch, cache, docs.as_deref_mut()).await?;
     }
     tx.commit().await.map_err(|e| Error::query("committing a write batch", e))?;
     Ok(Some(batch))
@@ -377,24 +399,7 @@ async fn insert_steps(
         "INSERT INTO steps (run_id, idx, kind, input, output, stdout, stderr, error, \
          prompt_tokens, completion_tokens, latency_us, logprobs, created_ms, batch) VALUES ",
     );
-    for i in 0..steps.len() {
-        if i > 0 {
-            sql.push(',');
-        }
-        sql.push('(');
-        for c in 0..COLS {
-            if c > 0 {
-                sql.push(',');
-            }
-            if anon {
-                sql.push('?');
-            } else {
-                sql.push('$');
-                sql.push_str(&(i * COLS + c + 1).to_string());
-            }
-        }
-        sql.push(')');
-    }
+    sql.push_str(&placeholders(steps.len(), COLS, anon));
     let mut q = sqlx::query(AssertSqlSafe(sql));
     for (run_id, idx, s, at) in steps {
         let logprobs = s.logprobs.as_ref().map(|lp| serde_json::to_string(lp).unwrap_or_default());
@@ -415,6 +420,94 @@ async fn insert_steps(
             .bind(batch);
     }
     q.execute(&mut **tx).await.map_err(|e| Error::query("inserting steps", e))?;
+    Ok(())
+}
+
+/// `(p, p, ...), (p, p, ...)`: `rows` groups of `cols` placeholders.
+fn placeholders(rows: usize, cols: usize, anon: bool) -> String {
+    let mut sql = String::with_capacity(rows * cols * 5);
+    for i in 0..rows {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        for c in 0..cols {
+            if c > 0 {
+                sql.push(',');
+            }
+            if anon {
+                sql.push('?');
+            } else {
+                sql.push('$');
+                sql.push_str(&(i * cols + c + 1).to_string());
+            }
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+async fn insert_runs(
+    tx: &mut Transaction<'static, Any>,
+    runs: &[(&str, &NewRun, i64)],
+    anon: bool,
+) -> Result<()> {
+    let sql = format!(
+        "INSERT INTO runs (id, task_id, agent, model_id, adapter_id, policy_hash, started_ms, \
+         status, prompt_tokens, completion_tokens, step_count) VALUES {}",
+        placeholders(runs.len(), 11, anon)
+    );
+    let mut q = sqlx::query(AssertSqlSafe(sql));
+    for (id, run, at) in runs {
+        q = q
+            .bind(id.to_string())
+            .bind(run.task_id.clone())
+            .bind(run.agent.clone())
+            .bind(run.model_id.clone())
+            .bind(run.adapter_id.clone())
+            .bind(run.policy_hash.clone())
+            .bind(*at)
+            .bind(RunStatus::Running.as_str())
+            .bind(0i64)
+            .bind(0i64)
+            .bind(0i64);
+    }
+    q.execute(&mut **tx).await.map_err(|e| Error::query("beginning runs", e))?;
+    Ok(())
+}
+
+/// Ends runs with one `UPDATE ... FROM (VALUES ...)`, which both SQLite (3.33+) and
+/// PostgreSQL accept; both name the columns of a bare `VALUES` list `column1`, `column2`...
+async fn finish_runs(
+    tx: &mut Transaction<'static, Any>,
+    ends: &[(&str, &RunEnd, i64)],
+    anon: bool,
+) -> Result<()> {
+    let sql = format!(
+        "UPDATE runs SET status = v.column2, end_reason = v.column3, final_answer = v.column4, \
+         reward = v.column5, prompt_tokens = v.column6, completion_tokens = v.column7, \
+         finished_ms = v.column8, \
+         step_count = (SELECT COUNT(*) FROM steps s WHERE s.run_id = runs.id) \
+         FROM (VALUES {}) AS v WHERE runs.id = v.column1",
+        placeholders(ends.len(), 8, anon)
+    );
+    let mut q = sqlx::query(AssertSqlSafe(sql));
+    for (run_id, end, at) in ends {
+        q = q
+            .bind(run_id.to_string())
+            .bind(end.status.as_str())
+            .bind(end.end_reason.clone())
+            .bind(end.final_answer.clone())
+            .bind(end.reward)
+            .bind(end.prompt_tokens as i64)
+            .bind(end.completion_tokens as i64)
+            .bind(*at);
+    }
+    let done = q.execute(&mut **tx).await.map_err(|e| Error::query("finishing runs", e))?;
+    if (done.rows_affected() as usize) < ends.len() {
+        // Some run does not exist; the per-write retry finds which.
+        return Err(Error::NotFound { what: "run", id: ends[0].0.to_owned() });
+    }
     Ok(())
 }
 
@@ -461,49 +554,7 @@ async fn apply(
                 }));
             }
         }
-        Op::BeginRun { id, run, at } => {
-            sqlx::query(
-                "INSERT INTO runs (id, task_id, agent, model_id, adapter_id, policy_hash, \
-                 started_ms, status, prompt_tokens, completion_tokens, step_count) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'running', 0, 0, 0)",
-            )
-            .bind(id.clone())
-            .bind(run.task_id.clone())
-            .bind(run.agent.clone())
-            .bind(run.model_id.clone())
-            .bind(run.adapter_id.clone())
-            .bind(run.policy_hash.clone())
-            .bind(*at)
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| Error::query("beginning a run", e))?;
-            if let Some(meta) = cache.tasks.get(&run.task_id) {
-                cache.runs.insert(id.clone(), meta.clone());
-            }
-        }
-        Op::Step { .. } | Op::Barrier => {}
-        Op::FinishRun { run_id, end, at } => {
-            let done = sqlx::query(
-                "UPDATE runs SET status = $2, end_reason = $3, final_answer = $4, reward = $5, \
-                 prompt_tokens = $6, completion_tokens = $7, finished_ms = $8, \
-                 step_count = (SELECT COUNT(*) FROM steps WHERE run_id = $1) WHERE id = $1",
-            )
-            .bind(run_id.clone())
-            .bind(end.status.as_str())
-            .bind(end.end_reason.clone())
-            .bind(end.final_answer.clone())
-            .bind(end.reward)
-            .bind(end.prompt_tokens as i64)
-            .bind(end.completion_tokens as i64)
-            .bind(*at)
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| Error::query("finishing a run", e))?;
-            if done.rows_affected() == 0 {
-                return Err(Error::NotFound { what: "run", id: run_id.clone() });
-            }
-            cache.runs.remove(run_id);
-        }
+        Op::BeginRun { .. } | Op::Step { .. } | Op::FinishRun { .. } | Op::Barrier => {}
         Op::Group { id, task_id, adapter_id, run_ids } => {
             sqlx::query(
                 "INSERT INTO rollout_groups (id, task_id, adapter_id, created_ms) \
