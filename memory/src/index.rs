@@ -164,6 +164,8 @@ pub(crate) fn step_text(
 enum Msg {
     Docs { batch: i64, docs: Vec<IndexDoc> },
     Commit(oneshot::Sender<Result<()>>),
+    /// Commit, then merge every segment into one.
+    Compact(oneshot::Sender<Result<()>>),
 }
 
 /// The writer task's side of the index.
@@ -192,8 +194,17 @@ impl Indexer {
 
     /// Makes everything sent so far searchable.
     pub(crate) async fn commit(&self) -> Result<()> {
+        self.request(Msg::Commit).await
+    }
+
+    /// Commits and merges the index into one segment, for the fastest searches.
+    pub(crate) async fn compact(&self) -> Result<()> {
+        self.request(Msg::Compact).await
+    }
+
+    async fn request(&self, make: fn(oneshot::Sender<Result<()>>) -> Msg) -> Result<()> {
         let (reply, rx) = oneshot::channel();
-        self.send(Msg::Commit(reply)).await;
+        self.send(make(reply)).await;
         rx.await.map_err(|_| Error::Index {
             path: self.dir.clone(),
             context: "committing",
@@ -357,6 +368,17 @@ fn index_thread(
                 if res.is_ok() {
                     pending = 0;
                 }
+                let _ = reply.send(res);
+            }
+            Ok(Msg::Compact(reply)) => {
+                let res = commit(&mut w, through).and_then(|()| {
+                    pending = 0;
+                    let ids = w.index().searchable_segment_ids().map_err(ierr(&dir, "listing segments"))?;
+                    if ids.len() > 1 {
+                        w.merge(&ids).wait().map_err(ierr(&dir, "merging segments"))?;
+                    }
+                    reader.reload().map_err(ierr(&dir, "reloading the reader"))
+                });
                 let _ = reply.send(res);
             }
             Err(RecvTimeoutError::Timeout) => {

@@ -234,6 +234,16 @@ impl Store {
         Ok(())
     }
 
+    /// Flushes, then merges the search index into one segment: slower now, faster searches
+    /// after. For maintenance (after a large import, or nightly).
+    pub async fn compact_index(&self) -> Result<()> {
+        self.writer.flush().await?;
+        if let Some(ixr) = self.index.as_ref().and_then(|i| i.indexer()) {
+            ixr.compact().await?;
+        }
+        Ok(())
+    }
+
     /// Flushes, then stops the index thread.
     pub async fn close(mut self) -> Result<()> {
         self.flush().await?;
@@ -485,49 +495,85 @@ impl Store {
     pub async fn search(&self, query: &str, filters: &SearchFilters, k: usize) -> Result<Vec<Hit>> {
         let Some(ix) = &self.index else { return Ok(Vec::new()) };
         let raw = ix.search(query, filters, k)?;
-        let mut hits = Vec::with_capacity(raw.len());
-        for h in raw {
-            let text: Option<String> = match h.kind {
-                DocKind::Task => sqlx::query_scalar("SELECT prompt FROM tasks WHERE id = $1")
-                    .bind(&h.id)
-                    .fetch_optional(&self.pool)
-                    .await,
-                DocKind::Experience => sqlx::query_scalar("SELECT text FROM experiences WHERE id = $1")
-                    .bind(&h.id)
-                    .fetch_optional(&self.pool)
-                    .await,
-                DocKind::Step => {
-                    let row: Option<(String, String, String, String, Option<String>)> = sqlx::query_as(
-                        "SELECT input, output, stdout, stderr, error FROM steps \
-                         WHERE run_id = $1 AND idx = $2",
-                    )
-                    .bind(&h.id)
-                    .bind(h.idx as i64)
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(|e| Error::query("reading a hit", e))?;
-                    Ok(row.map(|(i, o, so, se, e)| index::step_text(&i, &o, &so, &se, e.as_deref())))
+        let texts = self.previews(&raw).await?;
+        let hits = raw
+            .into_iter()
+            .zip(texts)
+            .map(|(h, text)| {
+                let mut preview = text;
+                if preview.len() > 200 {
+                    let mut cut = 200;
+                    while !preview.is_char_boundary(cut) {
+                        cut -= 1;
+                    }
+                    preview.truncate(cut);
+                    preview.push('…');
                 }
-            }
-            .map_err(|e| Error::query("reading a hit", e))?;
-            let mut preview = text.unwrap_or_default();
-            if preview.len() > 200 {
-                let mut cut = 200;
-                while !preview.is_char_boundary(cut) {
-                    cut -= 1;
+                Hit {
+                    kind: h.kind,
+                    id: h.id,
+                    step_idx: (h.kind == DocKind::Step).then_some(h.idx),
+                    score: h.score,
+                    preview,
                 }
-                preview.truncate(cut);
-                preview.push('…');
-            }
-            hits.push(Hit {
-                kind: h.kind,
-                id: h.id,
-                step_idx: (h.kind == DocKind::Step).then_some(h.idx),
-                score: h.score,
-                preview,
-            });
-        }
+            })
+            .collect();
         Ok(hits)
+    }
+
+    /// The text of each hit, read from the database: one query per kind of hit.
+    async fn previews(&self, raw: &[index::RawHit]) -> Result<Vec<String>> {
+        let mut texts = vec![String::new(); raw.len()];
+        let ph = |n: usize| (1..=n).map(|i| format!("${i}")).collect::<Vec<_>>().join(",");
+        for kind in [DocKind::Task, DocKind::Experience] {
+            let want: Vec<usize> = (0..raw.len()).filter(|&i| raw[i].kind == kind).collect();
+            if want.is_empty() {
+                continue;
+            }
+            let sql = match kind {
+                DocKind::Task => format!("SELECT id, prompt FROM tasks WHERE id IN ({})", ph(want.len())),
+                _ => format!("SELECT id, text FROM experiences WHERE id IN ({})", ph(want.len())),
+            };
+            let mut q = sqlx::query_as::<_, (String, String)>(AssertSqlSafe(sql));
+            for &i in &want {
+                q = q.bind(raw[i].id.as_str());
+            }
+            let rows: HashMap<String, String> = q
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| Error::query("reading hits", e))?
+                .into_iter()
+                .collect();
+            for &i in &want {
+                texts[i] = rows.get(&raw[i].id).cloned().unwrap_or_default();
+            }
+        }
+        let want: Vec<usize> = (0..raw.len()).filter(|&i| raw[i].kind == DocKind::Step).collect();
+        if !want.is_empty() {
+            let cond: Vec<String> = (0..want.len())
+                .map(|j| format!("(run_id = ${} AND idx = ${})", 2 * j + 1, 2 * j + 2))
+                .collect();
+            let sql = format!(
+                "SELECT run_id, idx, input, output, stdout, stderr, error FROM steps WHERE {}",
+                cond.join(" OR ")
+            );
+            let mut q = sqlx::query_as::<_, (String, i64, String, String, String, String, Option<String>)>(
+                AssertSqlSafe(sql),
+            );
+            for &i in &want {
+                q = q.bind(raw[i].id.as_str()).bind(raw[i].idx as i64);
+            }
+            let rows = q.fetch_all(&self.pool).await.map_err(|e| Error::query("reading hits", e))?;
+            let by_key: HashMap<(String, i64), String> = rows
+                .into_iter()
+                .map(|(r, i, a, b, c, d, e)| ((r, i), index::step_text(&a, &b, &c, &d, e.as_deref())))
+                .collect();
+            for &i in &want {
+                let key = (raw[i].id.clone(), raw[i].idx as i64);
+                texts[i] = by_key.get(&key).cloned().unwrap_or_default();
+            }
+        }
+        Ok(texts)
     }
 
     /// Documents searchable now (0 without an index).
