@@ -373,9 +373,22 @@ fn index_thread(
             Ok(Msg::Compact(reply)) => {
                 let res = commit(&mut w, through).and_then(|()| {
                     pending = 0;
-                    let ids = w.index().searchable_segment_ids().map_err(ierr(&dir, "listing segments"))?;
-                    if ids.len() > 1 {
-                        w.merge(&ids).wait().map_err(ierr(&dir, "merging segments"))?;
+                    // A background merge may take some of the segments first; then list again.
+                    for attempt in 0.. {
+                        let ids = w
+                            .index()
+                            .searchable_segment_ids()
+                            .map_err(ierr(&dir, "listing segments"))?;
+                        if ids.len() <= 1 {
+                            break;
+                        }
+                        match w.merge(&ids).wait() {
+                            Ok(_) => break,
+                            Err(tantivy::TantivyError::InvalidArgument(_)) if attempt < 20 => {
+                                std::thread::sleep(Duration::from_millis(100));
+                            }
+                            Err(e) => return Err(ierr(&dir, "merging segments")(e)),
+                        }
                     }
                     reader.reload().map_err(ierr(&dir, "reloading the reader"))
                 });
@@ -513,10 +526,16 @@ impl SearchIndex {
         if let Some(task) = &filters.task_id {
             clauses.push((Occur::Must, term(f.task_id, task)));
         }
-        let q = BooleanQuery::new(clauses);
+        // Without filters, hand tantivy the parsed query itself: a top-level union of terms
+        // is scored with block-max WAND, which a union nested in a boolean query is not.
+        let q: Box<dyn Query> = if clauses.len() == 1 {
+            clauses.pop().expect("one clause").1
+        } else {
+            Box::new(BooleanQuery::new(clauses))
+        };
         let searcher = self.reader.searcher();
         let top = searcher
-            .search(&q, &TopDocs::with_limit(k.max(1)).order_by_score())
+            .search(&*q, &TopDocs::with_limit(k.max(1)).order_by_score())
             .map_err(ierr(&self.dir, "searching"))?;
         let mut hits = Vec::with_capacity(top.len());
         for (score, addr) in top {
