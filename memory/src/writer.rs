@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::index::{IndexDoc, Indexer};
 use crate::types::*;
-use crate::{Error, Result, now_ms, new_id};
+use crate::{Error, Result, new_id, now_ms};
 
 /// Rows per multi-row `INSERT` of steps (14 columns each: 3,584 parameters, well under
 /// SQLite's 32,766 and PostgreSQL's 65,535).
@@ -23,16 +23,52 @@ const STEP_CHUNK: usize = 256;
 
 /// One write, as queued.
 pub(crate) enum Op {
-    Task { id: String, task: NewTask },
-    BeginRun { id: String, run: NewRun, at: i64 },
-    Step { run_id: String, idx: u64, step: NewStep, at: i64 },
-    FinishRun { run_id: String, end: RunEnd, at: i64 },
-    Group { id: String, task_id: String, adapter_id: Option<String>, run_ids: Vec<String> },
-    MarkTrained { group_ids: Vec<String>, adapter_id: Option<String> },
-    Adapter { id: String, adapter: NewAdapter },
-    AdapterStatus { id: String, status: AdapterStatus },
-    Eval { id: String, eval: EvalRecord },
-    Experience { id: String, experience: NewExperience },
+    Task {
+        id: String,
+        task: NewTask,
+    },
+    BeginRun {
+        id: String,
+        run: NewRun,
+        at: i64,
+    },
+    Step {
+        run_id: String,
+        idx: u64,
+        step: NewStep,
+        at: i64,
+    },
+    FinishRun {
+        run_id: String,
+        end: RunEnd,
+        at: i64,
+    },
+    Group {
+        id: String,
+        task_id: String,
+        adapter_id: Option<String>,
+        run_ids: Vec<String>,
+    },
+    MarkTrained {
+        group_ids: Vec<String>,
+        adapter_id: Option<String>,
+    },
+    Adapter {
+        id: String,
+        adapter: NewAdapter,
+    },
+    AdapterStatus {
+        id: String,
+        status: AdapterStatus,
+    },
+    Eval {
+        id: String,
+        eval: EvalRecord,
+    },
+    Experience {
+        id: String,
+        experience: NewExperience,
+    },
     /// Writes nothing; its ack means that everything before it is committed.
     Barrier,
 }
@@ -79,21 +115,35 @@ pub struct Writer {
 impl Writer {
     async fn submit(&self, op: Op) -> Result<Ack> {
         let (ack, rx) = oneshot::channel();
-        self.tx.send(Job { op, ack }).await.map_err(|_| Error::WriterClosed)?;
+        self.tx
+            .send(Job { op, ack })
+            .await
+            .map_err(|_| Error::WriterClosed)?;
         Ok(Ack(rx))
     }
 
     /// Queues a task.
     pub async fn add_task(&self, task: NewTask) -> Result<Submitted> {
         let id = new_id();
-        let ack = self.submit(Op::Task { id: id.clone(), task }).await?;
+        let ack = self
+            .submit(Op::Task {
+                id: id.clone(),
+                task,
+            })
+            .await?;
         Ok(Submitted { id, ack })
     }
 
     /// Queues the start of a run and returns the handle its steps are written through.
     pub async fn begin_run(&self, run: NewRun) -> Result<(RunHandle, Ack)> {
         let id = new_id();
-        let ack = self.submit(Op::BeginRun { id: id.clone(), run, at: now_ms() }).await?;
+        let ack = self
+            .submit(Op::BeginRun {
+                id: id.clone(),
+                run,
+                at: now_ms(),
+            })
+            .await?;
         let handle = RunHandle {
             id: Arc::from(id.as_str()),
             next: Arc::new(AtomicU64::new(0)),
@@ -121,7 +171,11 @@ impl Writer {
     }
 
     /// Queues marking groups as trained on, by the training that produced `adapter_id`.
-    pub async fn mark_trained(&self, group_ids: &[String], adapter_id: Option<&str>) -> Result<Ack> {
+    pub async fn mark_trained(
+        &self,
+        group_ids: &[String],
+        adapter_id: Option<&str>,
+    ) -> Result<Ack> {
         self.submit(Op::MarkTrained {
             group_ids: group_ids.to_vec(),
             adapter_id: adapter_id.map(str::to_owned),
@@ -132,27 +186,46 @@ impl Writer {
     /// Queues registering an adapter as a candidate.
     pub async fn register_adapter(&self, adapter: NewAdapter) -> Result<Submitted> {
         let id = new_id();
-        let ack = self.submit(Op::Adapter { id: id.clone(), adapter }).await?;
+        let ack = self
+            .submit(Op::Adapter {
+                id: id.clone(),
+                adapter,
+            })
+            .await?;
         Ok(Submitted { id, ack })
     }
 
     /// Queues a status change. Promoting an adapter retires the one promoted before it, in
     /// the same transaction, so at most one adapter is ever promoted.
     pub async fn set_adapter_status(&self, id: &str, status: AdapterStatus) -> Result<Ack> {
-        self.submit(Op::AdapterStatus { id: id.to_owned(), status }).await
+        self.submit(Op::AdapterStatus {
+            id: id.to_owned(),
+            status,
+        })
+        .await
     }
 
     /// Queues an evaluation record.
     pub async fn record_eval(&self, eval: EvalRecord) -> Result<Submitted> {
         let id = new_id();
-        let ack = self.submit(Op::Eval { id: id.clone(), eval }).await?;
+        let ack = self
+            .submit(Op::Eval {
+                id: id.clone(),
+                eval,
+            })
+            .await?;
         Ok(Submitted { id, ack })
     }
 
     /// Queues an experience.
     pub async fn add_experience(&self, experience: NewExperience) -> Result<Submitted> {
         let id = new_id();
-        let ack = self.submit(Op::Experience { id: id.clone(), experience }).await?;
+        let ack = self
+            .submit(Op::Experience {
+                id: id.clone(),
+                experience,
+            })
+            .await?;
         Ok(Submitted { id, ack })
     }
 
@@ -180,7 +253,12 @@ impl RunHandle {
     /// Queues a step and returns its ack. The step's index is the next free one.
     pub async fn step(&self, step: NewStep) -> Result<Ack> {
         let idx = self.next.fetch_add(1, Ordering::SeqCst);
-        let op = Op::Step { run_id: self.id.to_string(), idx, step, at: now_ms() };
+        let op = Op::Step {
+            run_id: self.id.to_string(),
+            idx,
+            step,
+            at: now_ms(),
+        };
         self.writer.submit(op).await
     }
 
@@ -193,7 +271,13 @@ impl RunHandle {
                 detail: "a run cannot finish with status `running`".into(),
             });
         }
-        self.writer.submit(Op::FinishRun { run_id: self.id.to_string(), end, at: now_ms() }).await
+        self.writer
+            .submit(Op::FinishRun {
+                run_id: self.id.to_string(),
+                end,
+                at: now_ms(),
+            })
+            .await
     }
 }
 
@@ -213,7 +297,13 @@ pub(crate) fn spawn(
     cfg: WriterConfig,
 ) -> (Writer, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(cfg.queue);
-    let task = tokio::spawn(run_writer(pool, indexer, rx, cfg.max_batch, cfg.anonymous_params));
+    let task = tokio::spawn(run_writer(
+        pool,
+        indexer,
+        rx,
+        cfg.max_batch,
+        cfg.anonymous_params,
+    ));
     (Writer { tx }, task)
 }
 
@@ -257,7 +347,14 @@ async fn run_writer(
         }
         let mut docs = Vec::new();
         let want_docs = indexer.is_some();
-        let outcome = write_batch(&pool, &jobs, &mut cache, want_docs.then_some(&mut docs), anon).await;
+        let outcome = write_batch(
+            &pool,
+            &jobs,
+            &mut cache,
+            want_docs.then_some(&mut docs),
+            anon,
+        )
+        .await;
         match outcome {
             Ok(batch) => {
                 if let (Some(ix), Some(batch)) = (indexer.as_mut(), batch)
@@ -275,7 +372,8 @@ async fn run_writer(
                     let mut docs = Vec::new();
                     let one = std::slice::from_ref(&job);
                     let res =
-                        write_batch(&pool, one, &mut cache, want_docs.then_some(&mut docs), anon).await;
+                        write_batch(&pool, one, &mut cache, want_docs.then_some(&mut docs), anon)
+                            .await;
                     let res = match res {
                         Ok(batch) => {
                             if let (Some(ix), Some(batch)) = (indexer.as_mut(), batch)
@@ -305,7 +403,10 @@ async fn write_batch(
     if jobs.iter().all(|j| matches!(j.op, Op::Barrier)) {
         return Ok(None);
     }
-    let mut tx = pool.begin().await.map_err(|e| Error::query("beginning a write batch", e))?;
+    let mut tx = pool
+        .begin()
+        .await
+        .map_err(|e| Error::query("beginning a write batch", e))?;
     let batch: i64 = sqlx::query_scalar(
         "UPDATE store_meta SET value = value + 1 WHERE key = 'batch' RETURNING value",
     )
@@ -326,7 +427,12 @@ async fn write_batch(
                 apply(&mut tx, &job.op, batch, cache, docs.as_deref_mut()).await?
             }
             Op::BeginRun { id, run, at } => begins.push((id, run, *at)),
-            Op::Step { run_id, idx, step, at } => steps.push((run_id, *idx, step, *at)),
+            Op::Step {
+                run_id,
+                idx,
+                step,
+                at,
+            } => steps.push((run_id, *idx, step, *at)),
             Op::FinishRun { run_id, end, at } => ends.push((run_id, end, *at)),
             Op::Barrier => {}
             other => later.push(other),
@@ -345,7 +451,14 @@ async fn write_batch(
         if let Some(docs) = docs.as_deref_mut() {
             for (run_id, idx, step, _) in chunk {
                 let meta = task_meta(&mut tx, cache, run_id).await?;
-                docs.push(IndexDoc::step(run_id, *idx, step, &meta.task_id, &meta.family, &meta.split));
+                docs.push(IndexDoc::step(
+                    run_id,
+                    *idx,
+                    step,
+                    &meta.task_id,
+                    &meta.family,
+                    &meta.split,
+                ));
             }
         }
     }
@@ -358,7 +471,9 @@ async fn write_batch(
     for op in later {
         apply(&mut tx, op, batch, cache, docs.as_deref_mut()).await?;
     }
-    tx.commit().await.map_err(|e| Error::query("committing a write batch", e))?;
+    tx.commit()
+        .await
+        .map_err(|e| Error::query("committing a write batch", e))?;
     Ok(Some(batch))
 }
 
@@ -379,9 +494,15 @@ async fn task_meta(
         .fetch_optional(&mut **tx)
         .await
         .map_err(|e| Error::query("looking up a run's task", e))?;
-        let (task_id, family, split) =
-            row.ok_or_else(|| Error::NotFound { what: "run", id: run_id.to_owned() })?;
-        let meta = Arc::new(TaskMeta { task_id, family, split });
+        let (task_id, family, split) = row.ok_or_else(|| Error::NotFound {
+            what: "run",
+            id: run_id.to_owned(),
+        })?;
+        let meta = Arc::new(TaskMeta {
+            task_id,
+            family,
+            split,
+        });
         cache.runs.insert(run_id.to_owned(), meta.clone());
         cache.remember_task(meta.clone());
         Ok(meta)
@@ -402,7 +523,10 @@ async fn insert_steps(
     sql.push_str(&placeholders(steps.len(), COLS, anon));
     let mut q = sqlx::query(AssertSqlSafe(sql));
     for (run_id, idx, s, at) in steps {
-        let logprobs = s.logprobs.as_ref().map(|lp| serde_json::to_string(lp).unwrap_or_default());
+        let logprobs = s
+            .logprobs
+            .as_ref()
+            .map(|lp| serde_json::to_string(lp).unwrap_or_default());
         q = q
             .bind(run_id.to_string())
             .bind(*idx as i64)
@@ -419,7 +543,9 @@ async fn insert_steps(
             .bind(*at)
             .bind(batch);
     }
-    q.execute(&mut **tx).await.map_err(|e| Error::query("inserting steps", e))?;
+    q.execute(&mut **tx)
+        .await
+        .map_err(|e| Error::query("inserting steps", e))?;
     Ok(())
 }
 
@@ -472,7 +598,9 @@ async fn insert_runs(
             .bind(0i64)
             .bind(0i64);
     }
-    q.execute(&mut **tx).await.map_err(|e| Error::query("beginning runs", e))?;
+    q.execute(&mut **tx)
+        .await
+        .map_err(|e| Error::query("beginning runs", e))?;
     Ok(())
 }
 
@@ -503,10 +631,16 @@ async fn finish_runs(
             .bind(end.completion_tokens as i64)
             .bind(*at);
     }
-    let done = q.execute(&mut **tx).await.map_err(|e| Error::query("finishing runs", e))?;
+    let done = q
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| Error::query("finishing runs", e))?;
     if (done.rows_affected() as usize) < ends.len() {
         // Some run does not exist; the per-write retry finds which.
-        return Err(Error::NotFound { what: "run", id: ends[0].0.to_owned() });
+        return Err(Error::NotFound {
+            what: "run",
+            id: ends[0].0.to_owned(),
+        });
     }
     Ok(())
 }
@@ -555,7 +689,12 @@ async fn apply(
             }
         }
         Op::BeginRun { .. } | Op::Step { .. } | Op::FinishRun { .. } | Op::Barrier => {}
-        Op::Group { id, task_id, adapter_id, run_ids } => {
+        Op::Group {
+            id,
+            task_id,
+            adapter_id,
+            run_ids,
+        } => {
             sqlx::query(
                 "INSERT INTO rollout_groups (id, task_id, adapter_id, created_ms) \
                  VALUES ($1, $2, $3, $4)",
@@ -568,16 +707,21 @@ async fn apply(
             .await
             .map_err(|e| Error::query("inserting a group", e))?;
             for (pos, run_id) in run_ids.iter().enumerate() {
-                sqlx::query("INSERT INTO group_members (group_id, position, run_id) VALUES ($1, $2, $3)")
-                    .bind(id.clone())
-                    .bind(pos as i64)
-                    .bind(run_id.clone())
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(|e| Error::query("inserting a group member", e))?;
+                sqlx::query(
+                    "INSERT INTO group_members (group_id, position, run_id) VALUES ($1, $2, $3)",
+                )
+                .bind(id.clone())
+                .bind(pos as i64)
+                .bind(run_id.clone())
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| Error::query("inserting a group member", e))?;
             }
         }
-        Op::MarkTrained { group_ids, adapter_id } => {
+        Op::MarkTrained {
+            group_ids,
+            adapter_id,
+        } => {
             for gid in group_ids {
                 let done = sqlx::query(
                     "UPDATE rollout_groups SET trained_ms = $2, trained_adapter_id = $3 WHERE id = $1",
@@ -589,7 +733,10 @@ async fn apply(
                 .await
                 .map_err(|e| Error::query("marking a group trained", e))?;
                 if done.rows_affected() == 0 {
-                    return Err(Error::NotFound { what: "group", id: gid.clone() });
+                    return Err(Error::NotFound {
+                        what: "group",
+                        id: gid.clone(),
+                    });
                 }
             }
         }
@@ -620,20 +767,27 @@ async fn apply(
                 .await
                 .map_err(|e| Error::query("retiring the promoted adapter", e))?;
             }
-            let done = sqlx::query("UPDATE adapters SET status = $2, updated_ms = $3 WHERE id = $1")
-                .bind(id.clone())
-                .bind(status.as_str())
-                .bind(now)
-                .execute(&mut *conn)
-                .await
-                .map_err(|e| Error::query("changing an adapter's status", e))?;
+            let done =
+                sqlx::query("UPDATE adapters SET status = $2, updated_ms = $3 WHERE id = $1")
+                    .bind(id.clone())
+                    .bind(status.as_str())
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(|e| Error::query("changing an adapter's status", e))?;
             if done.rows_affected() == 0 {
-                return Err(Error::NotFound { what: "adapter", id: id.clone() });
+                return Err(Error::NotFound {
+                    what: "adapter",
+                    id: id.clone(),
+                });
             }
         }
         Op::Eval { id, eval } => {
-            let pass_at_k: serde_json::Map<String, serde_json::Value> =
-                eval.pass_at_k.iter().map(|(k, v)| (k.to_string(), (*v).into())).collect();
+            let pass_at_k: serde_json::Map<String, serde_json::Value> = eval
+                .pass_at_k
+                .iter()
+                .map(|(k, v)| (k.to_string(), (*v).into()))
+                .collect();
             sqlx::query(
                 "INSERT INTO evals (id, adapter_id, suite, n, passed, pass_at_k, started_ms, \
                  finished_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -664,12 +818,14 @@ async fn apply(
             .await
             .map_err(|e| Error::query("inserting an experience", e))?;
             for run_id in &experience.source_runs {
-                sqlx::query("INSERT INTO experience_sources (experience_id, run_id) VALUES ($1, $2)")
-                    .bind(id.clone())
-                    .bind(run_id.clone())
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(|e| Error::query("linking an experience to its runs", e))?;
+                sqlx::query(
+                    "INSERT INTO experience_sources (experience_id, run_id) VALUES ($1, $2)",
+                )
+                .bind(id.clone())
+                .bind(run_id.clone())
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| Error::query("linking an experience to its runs", e))?;
             }
             if let Some(docs) = docs {
                 docs.push(IndexDoc::experience(id, &experience.text));
