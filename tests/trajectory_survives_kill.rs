@@ -13,12 +13,24 @@ fn bin() -> &'static str {
 /// Acknowledged lines: complete lines only (a kill can cut the last one).
 fn acked(log: &Path) -> usize {
     let text = std::fs::read_to_string(log).unwrap_or_default();
-    text.split_inclusive('\n').filter(|l| l.ends_with('\n')).count()
+    text.split_inclusive('\n')
+        .filter(|l| l.ends_with('\n'))
+        .count()
 }
 
 fn stress_then_kill(db: &str, log: &Path, at_least: usize) {
     let mut child = Command::new(bin())
-        .args(["memory", "stress", "--db", db, "--writers", "8", "--runs", "1000000", "--ack-log"])
+        .args([
+            "memory",
+            "stress",
+            "--db",
+            db,
+            "--writers",
+            "8",
+            "--runs",
+            "1000000",
+            "--ack-log",
+        ])
         .arg(log)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -28,10 +40,18 @@ fn stress_then_kill(db: &str, log: &Path, at_least: usize) {
     while acked(log) < at_least {
         if let Some(status) = child.try_wait().unwrap() {
             let mut err = String::new();
-            child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
             panic!("stress exited early ({status}): {err}");
         }
-        assert!(start.elapsed() < Duration::from_secs(120), "stress made too little progress");
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "stress made too little progress"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     child.kill().expect("SIGKILL"); // Child::kill is SIGKILL on Unix: no cleanup runs.
@@ -46,9 +66,16 @@ fn verify(db: &str, log: &Path) -> serde_json::Value {
         .expect("verify runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-        panic!("verify printed no JSON ({e}): {stdout} {}", String::from_utf8_lossy(&out.stderr))
+        panic!(
+            "verify printed no JSON ({e}): {stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
     });
-    assert!(out.status.success(), "verify failed: {report} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "verify failed: {report} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     report
 }
 
@@ -70,9 +97,19 @@ fn kill_9_during_stress_loses_no_acknowledged_run() {
     stress_then_kill(&db, &log, first + 300);
     let second = acked(&log);
     let report = verify(&db, &log);
-    assert_eq!((report["ok"].as_bool(), report["missing"].as_u64()), (Some(true), Some(0)), "{report}");
-    assert!(report["runs"].as_u64().unwrap() as usize >= second, "{report}");
-    assert!(report["steps"].as_u64().unwrap() as usize >= second * 10, "{report}");
+    assert_eq!(
+        (report["ok"].as_bool(), report["missing"].as_u64()),
+        (Some(true), Some(0)),
+        "{report}"
+    );
+    assert!(
+        report["runs"].as_u64().unwrap() as usize >= second,
+        "{report}"
+    );
+    assert!(
+        report["steps"].as_u64().unwrap() as usize >= second * 10,
+        "{report}"
+    );
     eprintln!("second kill: {second} acknowledged, report {report}");
 }
 
@@ -82,11 +119,25 @@ fn verify_reports_a_lost_run() {
     let db = format!("sqlite://{}", dir.path().join("v.db").display());
     let log = dir.path().join("acks.log");
     let ok = Command::new(bin())
-        .args(["memory", "stress", "--db", &db, "--writers", "2", "--runs", "3", "--ack-log"])
+        .args([
+            "memory",
+            "stress",
+            "--db",
+            &db,
+            "--writers",
+            "2",
+            "--runs",
+            "3",
+            "--ack-log",
+        ])
         .arg(&log)
         .output()
         .unwrap();
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     assert_eq!(acked(&log), 6);
     // A run the store never saw, acknowledged all the same.
     let mut text = std::fs::read_to_string(&log).unwrap();
@@ -98,6 +149,9 @@ fn verify_reports_a_lost_run() {
         .output()
         .unwrap();
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report, serde_json::json!({"ok": false, "runs": 6, "steps": 60, "missing": 1}));
+    assert_eq!(
+        report,
+        serde_json::json!({"ok": false, "runs": 6, "steps": 60, "missing": 1})
+    );
     assert!(!out.status.success());
 }

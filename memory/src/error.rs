@@ -92,7 +92,10 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn query(context: impl Into<String>, e: sqlx::Error) -> Error {
-        Error::Query { context: context.into(), source: Box::new(e) }
+        Error::Query {
+            context: context.into(),
+            source: Box::new(e),
+        }
     }
 }
 

@@ -188,7 +188,11 @@ fn rlm_lines(t: &Transcript) -> Vec<Value> {
         {
             arr.append(&mut it.calls);
         }
-        let final_answer = if i + 1 == n { json!(t.run.final_answer) } else { Value::Null };
+        let final_answer = if i + 1 == n {
+            json!(t.run.final_answer)
+        } else {
+            Value::Null
+        };
         lines.push(json!({
             "type": "iteration",
             "iteration": i + 1,
@@ -205,7 +209,10 @@ fn rlm_lines(t: &Transcript) -> Vec<Value> {
 }
 
 fn write_line(out: &mut dyn Write, v: &Value, path: &Path) -> Result<()> {
-    let io = |e| Error::Io { path: path.to_owned(), source: e };
+    let io = |e| Error::Io {
+        path: path.to_owned(),
+        source: e,
+    };
     serde_json::to_writer(&mut *out, v).map_err(|e| io(e.into()))?;
     out.write_all(b"\n").map_err(io)
 }
@@ -286,7 +293,10 @@ impl Store {
                 }
             }
         }
-        out.flush().map_err(|e| Error::Io { path: path.to_owned(), source: e })?;
+        out.flush().map_err(|e| Error::Io {
+            path: path.to_owned(),
+            source: e,
+        })?;
         Ok(lines)
     }
 }
@@ -298,16 +308,34 @@ impl Transcript {
         let r = &self.run;
         let mut s = String::new();
         let _ = writeln!(s, "run      {}", r.id);
-        let _ = writeln!(s, "task     {} ({}, {})", self.task.id, self.task.spec.family, self.task.spec.split);
-        let _ = writeln!(s, "agent    {} on {}{}", r.spec.agent, r.spec.model_id,
-            r.spec.adapter_id.as_deref().map(|a| format!(" + adapter {a}")).unwrap_or_default());
+        let _ = writeln!(
+            s,
+            "task     {} ({}, {})",
+            self.task.id, self.task.spec.family, self.task.spec.split
+        );
+        let _ = writeln!(
+            s,
+            "agent    {} on {}{}",
+            r.spec.agent,
+            r.spec.model_id,
+            r.spec
+                .adapter_id
+                .as_deref()
+                .map(|a| format!(" + adapter {a}"))
+                .unwrap_or_default()
+        );
         let _ = writeln!(s, "started  {}", iso8601(r.started_ms));
         let _ = writeln!(
             s,
             "status   {}{}  reward {}  tokens {} in / {} out",
             r.status,
-            r.end_reason.as_deref().map(|e| format!(" ({e})")).unwrap_or_default(),
-            r.reward.map(|x| format!("{x}")).unwrap_or_else(|| "-".into()),
+            r.end_reason
+                .as_deref()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default(),
+            r.reward
+                .map(|x| format!("{x}"))
+                .unwrap_or_else(|| "-".into()),
             r.prompt_tokens,
             r.completion_tokens
         );

@@ -106,7 +106,13 @@ impl IndexDoc {
             task_id: task_id.to_owned(),
             family: family.to_owned(),
             split: split.to_owned(),
-            text: step_text(&s.input, &s.output, &s.stdout, &s.stderr, s.error.as_deref()),
+            text: step_text(
+                &s.input,
+                &s.output,
+                &s.stdout,
+                &s.stderr,
+                s.error.as_deref(),
+            ),
         }
     }
 
@@ -162,8 +168,13 @@ pub(crate) fn step_text(
 }
 
 enum Msg {
-    Docs { batch: i64, docs: Vec<IndexDoc> },
+    Docs {
+        batch: i64,
+        docs: Vec<IndexDoc>,
+    },
     Commit(oneshot::Sender<Result<()>>),
+    /// Commit, then merge every segment into one.
+    Compact(oneshot::Sender<Result<()>>),
 }
 
 /// The writer task's side of the index.
@@ -192,8 +203,17 @@ impl Indexer {
 
     /// Makes everything sent so far searchable.
     pub(crate) async fn commit(&self) -> Result<()> {
+        self.request(Msg::Commit).await
+    }
+
+    /// Commits and merges the index into one segment, for the fastest searches.
+    pub(crate) async fn compact(&self) -> Result<()> {
+        self.request(Msg::Compact).await
+    }
+
+    async fn request(&self, make: fn(oneshot::Sender<Result<()>>) -> Msg) -> Result<()> {
         let (reply, rx) = oneshot::channel();
-        self.send(Msg::Commit(reply)).await;
+        self.send(make(reply)).await;
         rx.await.map_err(|_| Error::Index {
             path: self.dir.clone(),
             context: "committing",
@@ -213,7 +233,11 @@ pub(crate) struct SearchIndex {
 
 fn ierr(dir: &Path, context: &'static str) -> impl FnOnce(tantivy::TantivyError) -> Error + use<> {
     let dir = dir.to_owned();
-    move |e| Error::Index { path: dir, context, source: Box::new(e) }
+    move |e| Error::Index {
+        path: dir,
+        context,
+        source: Box::new(e),
+    }
 }
 
 /// Opens the index in `dir` for a database whose highest batch is `db_batch`. Returns the
@@ -257,10 +281,15 @@ pub(crate) fn open(
         Some(x) => x,
         None => {
             if dir.exists() {
-                std::fs::remove_dir_all(dir)
-                    .map_err(|e| Error::Io { path: dir.to_owned(), source: e })?;
+                std::fs::remove_dir_all(dir).map_err(|e| Error::Io {
+                    path: dir.to_owned(),
+                    source: e,
+                })?;
             }
-            std::fs::create_dir_all(dir).map_err(|e| Error::Io { path: dir.to_owned(), source: e })?;
+            std::fs::create_dir_all(dir).map_err(|e| Error::Io {
+                path: dir.to_owned(),
+                source: e,
+            })?;
             let index = Index::create_in_dir(dir, schema).map_err(ierr(dir, "creating"))?;
             let reader = index
                 .reader_builder()
@@ -279,8 +308,14 @@ pub(crate) fn open(
             std::thread::Builder::new()
                 .name("memory-indexer".into())
                 .spawn(move || index_thread(w, reader2, f, rx, through, dir2))
-                .map_err(|e| Error::Io { path: dir.to_owned(), source: e })?;
-            Some(Indexer { tx, dir: dir.to_owned() })
+                .map_err(|e| Error::Io {
+                    path: dir.to_owned(),
+                    source: e,
+                })?;
+            Some(Indexer {
+                tx,
+                dir: dir.to_owned(),
+            })
         }
         Err(tantivy::TantivyError::LockFailure(..)) => {
             warnings.push(format!(
@@ -292,11 +327,20 @@ pub(crate) fn open(
         }
         Err(e) => return Err(ierr(dir, "opening the writer")(e)),
     };
-    let ix = SearchIndex { dir: dir.to_owned(), index, reader, f, indexer };
+    let ix = SearchIndex {
+        dir: dir.to_owned(),
+        index,
+        reader,
+        f,
+        indexer,
+    };
     Ok((ix, through))
 }
 
-fn open_existing(dir: &Path, schema: &Schema) -> std::result::Result<(Index, IndexReader, i64), String> {
+fn open_existing(
+    dir: &Path,
+    schema: &Schema,
+) -> std::result::Result<(Index, IndexReader, i64), String> {
     let index = Index::open_in_dir(dir).map_err(|e| e.to_string())?;
     if index.schema() != *schema {
         return Err("its schema is not this version's".into());
@@ -314,8 +358,13 @@ fn open_existing(dir: &Path, schema: &Schema) -> std::result::Result<(Index, Ind
     // Touch every segment's term dictionary so that a damaged file shows up now.
     let kind = schema.get_field("kind").map_err(|e| e.to_string())?;
     let searcher = reader.searcher();
-    let q = TermQuery::new(Term::from_field_text(kind, "task"), IndexRecordOption::Basic);
-    searcher.search(&q, &tantivy::collector::Count).map_err(|e| e.to_string())?;
+    let q = TermQuery::new(
+        Term::from_field_text(kind, "task"),
+        IndexRecordOption::Basic,
+    );
+    searcher
+        .search(&q, &tantivy::collector::Count)
+        .map_err(|e| e.to_string())?;
     Ok((index, reader, through))
 }
 
@@ -330,14 +379,22 @@ fn index_thread(
     let mut pending = 0usize;
     let mut since = Instant::now();
     let commit = |w: &mut IndexWriter, through: i64| -> Result<()> {
-        let mut pc = w.prepare_commit().map_err(ierr(&dir, "preparing a commit"))?;
+        let mut pc = w
+            .prepare_commit()
+            .map_err(ierr(&dir, "preparing a commit"))?;
         pc.set_payload(&through.to_string());
         pc.commit().map_err(ierr(&dir, "committing"))?;
-        reader.reload().map_err(ierr(&dir, "reloading the reader"))?;
+        reader
+            .reload()
+            .map_err(ierr(&dir, "reloading the reader"))?;
         Ok(())
     };
     loop {
-        let wait = if pending > 0 { COMMIT_EVERY.saturating_sub(since.elapsed()) } else { Duration::from_secs(3600) };
+        let wait = if pending > 0 {
+            COMMIT_EVERY.saturating_sub(since.elapsed())
+        } else {
+            Duration::from_secs(3600)
+        };
         match rx.recv_timeout(wait) {
             Ok(Msg::Docs { batch, docs }) => {
                 if pending == 0 {
@@ -359,6 +416,30 @@ fn index_thread(
                 }
                 let _ = reply.send(res);
             }
+            Ok(Msg::Compact(reply)) => {
+                let res = commit(&mut w, through).and_then(|()| {
+                    pending = 0;
+                    // A background merge may take some of the segments first; then list again.
+                    for attempt in 0.. {
+                        let ids = w
+                            .index()
+                            .searchable_segment_ids()
+                            .map_err(ierr(&dir, "listing segments"))?;
+                        if ids.len() <= 1 {
+                            break;
+                        }
+                        match w.merge(&ids).wait() {
+                            Ok(_) => break,
+                            Err(tantivy::TantivyError::InvalidArgument(_)) if attempt < 20 => {
+                                std::thread::sleep(Duration::from_millis(100));
+                            }
+                            Err(e) => return Err(ierr(&dir, "merging segments")(e)),
+                        }
+                    }
+                    reader.reload().map_err(ierr(&dir, "reloading the reader"))
+                });
+                let _ = reply.send(res);
+            }
             Err(RecvTimeoutError::Timeout) => {
                 if pending > 0 && commit(&mut w, through).is_ok() {
                     pending = 0;
@@ -375,8 +456,27 @@ fn index_thread(
     }
 }
 
+/// run id, idx, input, output, stdout, stderr, error, task id, family, split.
+type StepDocRow = (
+    String,
+    i64,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+    String,
+    String,
+);
+
 /// Indexes the rows of batches above `from`, in batch order.
-pub(crate) async fn catch_up(pool: &AnyPool, indexer: &mut Indexer, from: i64, to: i64) -> Result<u64> {
+pub(crate) async fn catch_up(
+    pool: &AnyPool,
+    indexer: &mut Indexer,
+    from: i64,
+    to: i64,
+) -> Result<u64> {
     const WINDOW: i64 = 256;
     let mut n = 0u64;
     let mut lo = from;
@@ -386,11 +486,11 @@ pub(crate) async fn catch_up(pool: &AnyPool, indexer: &mut Indexer, from: i64, t
         let tasks: Vec<(String, String, String, String)> = sqlx::query_as(
             "SELECT id, family, prompt, split FROM tasks WHERE batch > $1 AND batch <= $2",
         )
-            .bind(lo)
-            .bind(hi)
-            .fetch_all(pool)
-            .await
-            .map_err(|e| Error::query("reading tasks to index", e))?;
+        .bind(lo)
+        .bind(hi)
+        .fetch_all(pool)
+        .await
+        .map_err(|e| Error::query("reading tasks to index", e))?;
         for (id, family, prompt, split) in tasks {
             docs.push(IndexDoc {
                 kind: DocKind::Task,
@@ -402,17 +502,16 @@ pub(crate) async fn catch_up(pool: &AnyPool, indexer: &mut Indexer, from: i64, t
                 text: prompt,
             });
         }
-        let steps: Vec<(String, i64, String, String, String, String, Option<String>, String, String, String)> =
-            sqlx::query_as(
-                "SELECT s.run_id, s.idx, s.input, s.output, s.stdout, s.stderr, s.error, \
+        let steps: Vec<StepDocRow> = sqlx::query_as(
+            "SELECT s.run_id, s.idx, s.input, s.output, s.stdout, s.stderr, s.error, \
                  t.id, t.family, t.split FROM steps s JOIN runs r ON r.id = s.run_id \
                  JOIN tasks t ON t.id = r.task_id WHERE s.batch > $1 AND s.batch <= $2",
-            )
-            .bind(lo)
-            .bind(hi)
-            .fetch_all(pool)
-            .await
-            .map_err(|e| Error::query("reading steps to index", e))?;
+        )
+        .bind(lo)
+        .bind(hi)
+        .fetch_all(pool)
+        .await
+        .map_err(|e| Error::query("reading steps to index", e))?;
         for (run_id, idx, input, output, stdout, stderr, error, task_id, family, split) in steps {
             docs.push(IndexDoc {
                 kind: DocKind::Step,
@@ -465,17 +564,28 @@ impl SearchIndex {
         self.reader.searcher().num_docs()
     }
 
-    pub(crate) fn search(&self, query: &str, filters: &SearchFilters, k: usize) -> Result<Vec<RawHit>> {
+    pub(crate) fn search(
+        &self,
+        query: &str,
+        filters: &SearchFilters,
+        k: usize,
+    ) -> Result<Vec<RawHit>> {
         let f = &self.f;
         let parser = QueryParser::for_index(&self.index, vec![f.text]);
         let (q, _) = parser.parse_query_lenient(query);
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, q)];
         let term = |field: Field, v: &str| -> Box<dyn Query> {
-            Box::new(TermQuery::new(Term::from_field_text(field, v), IndexRecordOption::Basic))
+            Box::new(TermQuery::new(
+                Term::from_field_text(field, v),
+                IndexRecordOption::Basic,
+            ))
         };
         if !filters.kinds.is_empty() {
-            let any: Vec<(Occur, Box<dyn Query>)> =
-                filters.kinds.iter().map(|k| (Occur::Should, term(f.kind, k.as_str()))).collect();
+            let any: Vec<(Occur, Box<dyn Query>)> = filters
+                .kinds
+                .iter()
+                .map(|k| (Occur::Should, term(f.kind, k.as_str())))
+                .collect();
             clauses.push((Occur::Must, Box::new(BooleanQuery::new(any))));
         }
         if let Some(fam) = &filters.family {
@@ -491,22 +601,39 @@ impl SearchIndex {
         if let Some(task) = &filters.task_id {
             clauses.push((Occur::Must, term(f.task_id, task)));
         }
-        let q = BooleanQuery::new(clauses);
+        // Without filters, hand tantivy the parsed query itself: a top-level union of terms
+        // is scored with block-max WAND, which a union nested in a boolean query is not.
+        let q: Box<dyn Query> = if clauses.len() == 1 {
+            clauses.pop().expect("one clause").1
+        } else {
+            Box::new(BooleanQuery::new(clauses))
+        };
         let searcher = self.reader.searcher();
         let top = searcher
-            .search(&q, &TopDocs::with_limit(k.max(1)).order_by_score())
+            .search(&*q, &TopDocs::with_limit(k.max(1)).order_by_score())
             .map_err(ierr(&self.dir, "searching"))?;
         let mut hits = Vec::with_capacity(top.len());
         for (score, addr) in top {
-            let doc: TantivyDocument = searcher.doc(addr).map_err(ierr(&self.dir, "reading a hit"))?;
+            let doc: TantivyDocument = searcher
+                .doc(addr)
+                .map_err(ierr(&self.dir, "reading a hit"))?;
             let kind = doc
                 .get_first(f.kind)
                 .and_then(|v| v.as_str())
                 .and_then(|s| s.parse::<DocKind>().ok())
                 .unwrap_or(DocKind::Task);
-            let id = doc.get_first(f.id).and_then(|v| v.as_str()).unwrap_or("").to_owned();
+            let id = doc
+                .get_first(f.id)
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_owned();
             let idx = doc.get_first(f.idx).and_then(|v| v.as_u64()).unwrap_or(0);
-            hits.push(RawHit { kind, id, idx, score });
+            hits.push(RawHit {
+                kind,
+                id,
+                idx,
+                score,
+            });
         }
         Ok(hits)
     }

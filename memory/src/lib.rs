@@ -83,7 +83,9 @@ pub fn home_dir() -> PathBuf {
     match std::env::var_os("AUTODIDACT_HOME") {
         Some(h) if !h.is_empty() => PathBuf::from(h),
         _ => {
-            let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| ".".into());
+            let home = std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| ".".into());
             home.join(".cache").join("autodidact")
         }
     }

@@ -41,7 +41,13 @@ pub struct StoreOptions {
 impl StoreOptions {
     /// The defaults for `url`.
     pub fn new(url: impl Into<String>) -> StoreOptions {
-        StoreOptions { url: url.into(), index: true, index_dir: None, max_batch: 4096, queue: 65536 }
+        StoreOptions {
+            url: url.into(),
+            index: true,
+            index_dir: None,
+            max_batch: 4096,
+            queue: 65536,
+        }
     }
 }
 
@@ -78,23 +84,36 @@ fn parse_url(url: &str) -> Result<(Backend, String)> {
             None => (rest, None),
         };
         if path.is_empty() {
-            return Err(Error::UnsupportedUrl { url: url.to_owned() });
+            return Err(Error::UnsupportedUrl {
+                url: url.to_owned(),
+            });
         }
         let connect = match query {
             Some(q) if q.contains("mode=") => url.to_owned(),
             Some(_) => format!("{url}&mode=rwc"),
             None => format!("{url}?mode=rwc"),
         };
-        Ok((Backend::Sqlite { path: PathBuf::from(path) }, connect))
+        Ok((
+            Backend::Sqlite {
+                path: PathBuf::from(path),
+            },
+            connect,
+        ))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok((Backend::Postgres, url.to_owned()))
     } else {
-        Err(Error::UnsupportedUrl { url: url.to_owned() })
+        Err(Error::UnsupportedUrl {
+            url: url.to_owned(),
+        })
     }
 }
 
 /// Turns a driver error into [`Error::Corrupt`] when SQLite says the file is damaged.
-fn classify(backend: &Backend, e: Box<dyn std::error::Error + Send + Sync>, fallback: impl FnOnce(crate::error::Source) -> Error) -> Error {
+fn classify(
+    backend: &Backend,
+    e: Box<dyn std::error::Error + Send + Sync>,
+    fallback: impl FnOnce(crate::error::Source) -> Error,
+) -> Error {
     if let Backend::Sqlite { path } = backend {
         let text = e.to_string();
         let mut chain: Option<&(dyn std::error::Error + 'static)> = Some(e.as_ref());
@@ -109,7 +128,10 @@ fn classify(backend: &Backend, e: Box<dyn std::error::Error + Send + Sync>, fall
             || all.contains("(code: 26)")
             || all.contains("(code: 11)")
         {
-            return Error::Corrupt { path: path.clone(), detail: text };
+            return Error::Corrupt {
+                path: path.clone(),
+                detail: text,
+            };
         }
     }
     fallback(e)
@@ -130,14 +152,19 @@ impl Store {
             && let Some(parent) = path.parent()
             && !parent.as_os_str().is_empty()
         {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| Error::Io { path: parent.to_owned(), source: e })?;
+            std::fs::create_dir_all(parent).map_err(|e| Error::Io {
+                path: parent.to_owned(),
+                source: e,
+            })?;
         }
         let is_sqlite = matches!(backend, Backend::Sqlite { .. });
         // One connection first: a pool retries failed connects until it times out, which would
         // hide the real reason (a corrupt file, a refused connection) behind "timed out".
         probe(&connect_url, is_sqlite).await.map_err(|e| {
-            classify(&backend, Box::new(e), |source| Error::Open { url: shown.clone(), source })
+            classify(&backend, Box::new(e), |source| Error::Open {
+                url: shown.clone(),
+                source,
+            })
         })?;
         let pool = AnyPoolOptions::new()
             .max_connections(if is_sqlite { 4 } else { 8 })
@@ -155,10 +182,16 @@ impl Store {
             .connect(&connect_url)
             .await
             .map_err(|e| {
-                classify(&backend, Box::new(e), |source| Error::Open { url: shown.clone(), source })
+                classify(&backend, Box::new(e), |source| Error::Open {
+                    url: shown.clone(),
+                    source,
+                })
             })?;
         MIGRATOR.run(&pool).await.map_err(|e| {
-            classify(&backend, Box::new(e), |source| Error::Migrate { url: shown.clone(), source })
+            classify(&backend, Box::new(e), |source| Error::Migrate {
+                url: shown.clone(),
+                source,
+            })
         })?;
 
         let mut warnings = Vec::new();
@@ -193,9 +226,20 @@ impl Store {
         let (writer, _task) = writer::spawn(
             pool.clone(),
             indexer,
-            WriterConfig { max_batch: opts.max_batch.max(1), queue: opts.queue.max(1) },
+            WriterConfig {
+                max_batch: opts.max_batch.max(1),
+                queue: opts.queue.max(1),
+                anonymous_params: matches!(backend, Backend::Sqlite { .. }),
+            },
         );
-        Ok(Store { pool, backend, url: shown, writer, index, warnings })
+        Ok(Store {
+            pool,
+            backend,
+            url: shown,
+            writer,
+            index,
+            warnings,
+        })
     }
 
     /// The handle all writes go through. Clone it freely.
@@ -226,6 +270,16 @@ impl Store {
         self.writer.flush().await?;
         if let Some(ixr) = self.index.as_ref().and_then(|i| i.indexer()) {
             ixr.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// Flushes, then merges the search index into one segment: slower now, faster searches
+    /// after. For maintenance (after a large import, or nightly).
+    pub async fn compact_index(&self) -> Result<()> {
+        self.writer.flush().await?;
+        if let Some(ixr) = self.index.as_ref().and_then(|i| i.indexer()) {
+            ixr.compact().await?;
         }
         Ok(())
     }
@@ -279,12 +333,17 @@ impl Store {
 
     /// A task by id.
     pub async fn task(&self, id: &str) -> Result<Task> {
-        let row: Option<TaskRow> = sqlx::query_as(AssertSqlSafe(format!("{TASK_COLS} WHERE id = $1")))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|e| Error::query("reading a task", e))?;
-        row.ok_or_else(|| Error::NotFound { what: "task", id: id.to_owned() })?.into_task()
+        let row: Option<TaskRow> =
+            sqlx::query_as(AssertSqlSafe(format!("{TASK_COLS} WHERE id = $1")))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| Error::query("reading a task", e))?;
+        row.ok_or_else(|| Error::NotFound {
+            what: "task",
+            id: id.to_owned(),
+        })?
+        .into_task()
     }
 
     /// A run by id, or by a prefix of its id that only one run has.
@@ -302,8 +361,14 @@ impl Store {
         }
         match rows.len() {
             1 => rows.into_iter().next().expect("one row").into_run(),
-            0 => Err(Error::NotFound { what: "run", id: id.to_owned() }),
-            _ => Err(Error::Invalid { what: "run id", detail: format!("{id:?} matches several runs") }),
+            0 => Err(Error::NotFound {
+                what: "run",
+                id: id.to_owned(),
+            }),
+            _ => Err(Error::Invalid {
+                what: "run id",
+                detail: format!("{id:?} matches several runs"),
+            }),
         }
     }
 
@@ -323,7 +388,10 @@ impl Store {
         rows.into_iter()
             .map(|r| {
                 let family = r.family.clone();
-                Ok(RunSummary { run: r.into_run_row().into_run()?, family })
+                Ok(RunSummary {
+                    run: r.into_run_row().into_run()?,
+                    family,
+                })
             })
             .collect()
     }
@@ -351,7 +419,7 @@ impl Store {
     }
 
     async fn groups_where(&self, cond: &str, limit: u64) -> Result<Vec<Group>> {
-        let rows: Vec<(String, String, Option<String>, i64, Option<i64>)> = sqlx::query_as(AssertSqlSafe(format!(
+        let rows: Vec<GroupRow> = sqlx::query_as(AssertSqlSafe(format!(
             "SELECT g.id, g.task_id, g.adapter_id, g.created_ms, g.trained_ms \
              FROM rollout_groups g JOIN tasks t ON t.id = g.task_id WHERE {cond} \
              ORDER BY g.created_ms, g.id LIMIT $1"
@@ -382,8 +450,18 @@ impl Store {
             .fetch_all(&self.pool)
             .await
             .map_err(|e| Error::query("reading group members", e))?;
-            let runs = members.into_iter().map(RunRow::into_run).collect::<Result<_>>()?;
-            out.push(Group { id, task, adapter_id, runs, created_ms, trained_ms });
+            let runs = members
+                .into_iter()
+                .map(RunRow::into_run)
+                .collect::<Result<_>>()?;
+            out.push(Group {
+                id,
+                task,
+                adapter_id,
+                runs,
+                created_ms,
+                trained_ms,
+            });
         }
         Ok(out)
     }
@@ -391,7 +469,8 @@ impl Store {
     /// Groups not yet trained on, oldest first. Only tasks of the train split: eval tasks are
     /// never handed to a trainer.
     pub async fn untrained_groups(&self, limit: u64) -> Result<Vec<Group>> {
-        self.groups_where("g.trained_ms IS NULL AND t.split = 'train'", limit).await
+        self.groups_where("g.trained_ms IS NULL AND t.split = 'train'", limit)
+            .await
     }
 
     /// Every group of train-split tasks, trained or not, oldest first.
@@ -401,26 +480,29 @@ impl Store {
 
     /// Every registered adapter, oldest first.
     pub async fn adapters(&self) -> Result<Vec<Adapter>> {
-        let rows: Vec<AdapterRow> = sqlx::query_as(AssertSqlSafe(format!("{ADAPTER_COLS} ORDER BY created_ms, id")))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| Error::query("listing adapters", e))?;
+        let rows: Vec<AdapterRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "{ADAPTER_COLS} ORDER BY created_ms, id"
+        )))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| Error::query("listing adapters", e))?;
         rows.into_iter().map(AdapterRow::into_adapter).collect()
     }
 
     /// The adapter the runtime should serve, if one is promoted.
     pub async fn promoted_adapter(&self) -> Result<Option<Adapter>> {
-        let row: Option<AdapterRow> =
-            sqlx::query_as(AssertSqlSafe(format!("{ADAPTER_COLS} WHERE status = 'promoted'")))
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(|e| Error::query("reading the promoted adapter", e))?;
+        let row: Option<AdapterRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "{ADAPTER_COLS} WHERE status = 'promoted'"
+        )))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| Error::query("reading the promoted adapter", e))?;
         row.map(AdapterRow::into_adapter).transpose()
     }
 
     /// Evaluation records of one adapter (`None`: the base model), oldest first.
     pub async fn evals(&self, adapter_id: Option<&str>) -> Result<Vec<EvalRecord>> {
-        let rows: Vec<(Option<String>, String, i64, i64, String, i64, i64)> = sqlx::query_as(
+        let rows: Vec<EvalRow> = sqlx::query_as(
             "SELECT adapter_id, suite, n, passed, pass_at_k, started_ms, finished_ms FROM evals \
              WHERE (adapter_id = $1) OR (adapter_id IS NULL AND $2 = 1) \
              ORDER BY started_ms, id",
@@ -431,24 +513,28 @@ impl Store {
         .await
         .map_err(|e| Error::query("reading evals", e))?;
         rows.into_iter()
-            .map(|(adapter_id, suite, n, passed, pak, started_ms, finished_ms)| {
-                let map: BTreeMap<String, f64> = serde_json::from_str(&pak).map_err(|e| {
-                    Error::Invalid { what: "stored pass@k", detail: e.to_string() }
-                })?;
-                let pass_at_k = map
-                    .into_iter()
-                    .filter_map(|(k, v)| k.parse::<u32>().ok().map(|k| (k, v)))
-                    .collect();
-                Ok(EvalRecord {
-                    adapter_id,
-                    suite,
-                    n: n as u64,
-                    passed: passed as u64,
-                    pass_at_k,
-                    started_ms,
-                    finished_ms,
-                })
-            })
+            .map(
+                |(adapter_id, suite, n, passed, pak, started_ms, finished_ms)| {
+                    let map: BTreeMap<String, f64> =
+                        serde_json::from_str(&pak).map_err(|e| Error::Invalid {
+                            what: "stored pass@k",
+                            detail: e.to_string(),
+                        })?;
+                    let pass_at_k = map
+                        .into_iter()
+                        .filter_map(|(k, v)| k.parse::<u32>().ok().map(|k| (k, v)))
+                        .collect();
+                    Ok(EvalRecord {
+                        adapter_id,
+                        suite,
+                        n: n as u64,
+                        passed: passed as u64,
+                        pass_at_k,
+                        started_ms,
+                        finished_ms,
+                    })
+                },
+            )
             .collect()
     }
 
@@ -470,7 +556,15 @@ impl Store {
             .fetch_all(&self.pool)
             .await
             .map_err(|e| Error::query("reading experience sources", e))?;
-            out.push(Experience { id, spec: NewExperience { text, source_runs, score }, created_ms });
+            out.push(Experience {
+                id,
+                spec: NewExperience {
+                    text,
+                    source_runs,
+                    score,
+                },
+                created_ms,
+            });
         }
         Ok(out)
     }
@@ -479,51 +573,108 @@ impl Store {
     /// store was opened without an index. Rows written in the last second may not be
     /// searchable yet: [`Store::flush`] makes them so.
     pub async fn search(&self, query: &str, filters: &SearchFilters, k: usize) -> Result<Vec<Hit>> {
-        let Some(ix) = &self.index else { return Ok(Vec::new()) };
+        let Some(ix) = &self.index else {
+            return Ok(Vec::new());
+        };
         let raw = ix.search(query, filters, k)?;
-        let mut hits = Vec::with_capacity(raw.len());
-        for h in raw {
-            let text: Option<String> = match h.kind {
-                DocKind::Task => sqlx::query_scalar("SELECT prompt FROM tasks WHERE id = $1")
-                    .bind(&h.id)
-                    .fetch_optional(&self.pool)
-                    .await,
-                DocKind::Experience => sqlx::query_scalar("SELECT text FROM experiences WHERE id = $1")
-                    .bind(&h.id)
-                    .fetch_optional(&self.pool)
-                    .await,
-                DocKind::Step => {
-                    let row: Option<(String, String, String, String, Option<String>)> = sqlx::query_as(
-                        "SELECT input, output, stdout, stderr, error FROM steps \
-                         WHERE run_id = $1 AND idx = $2",
-                    )
-                    .bind(&h.id)
-                    .bind(h.idx as i64)
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(|e| Error::query("reading a hit", e))?;
-                    Ok(row.map(|(i, o, so, se, e)| index::step_text(&i, &o, &so, &se, e.as_deref())))
+        let texts = self.previews(&raw).await?;
+        let hits = raw
+            .into_iter()
+            .zip(texts)
+            .map(|(h, text)| {
+                let mut preview = text;
+                if preview.len() > 200 {
+                    let mut cut = 200;
+                    while !preview.is_char_boundary(cut) {
+                        cut -= 1;
+                    }
+                    preview.truncate(cut);
+                    preview.push('…');
                 }
-            }
-            .map_err(|e| Error::query("reading a hit", e))?;
-            let mut preview = text.unwrap_or_default();
-            if preview.len() > 200 {
-                let mut cut = 200;
-                while !preview.is_char_boundary(cut) {
-                    cut -= 1;
+                Hit {
+                    kind: h.kind,
+                    id: h.id,
+                    step_idx: (h.kind == DocKind::Step).then_some(h.idx),
+                    score: h.score,
+                    preview,
                 }
-                preview.truncate(cut);
-                preview.push('…');
-            }
-            hits.push(Hit {
-                kind: h.kind,
-                id: h.id,
-                step_idx: (h.kind == DocKind::Step).then_some(h.idx),
-                score: h.score,
-                preview,
-            });
-        }
+            })
+            .collect();
         Ok(hits)
+    }
+
+    /// The text of each hit, read from the database: one query per kind of hit.
+    async fn previews(&self, raw: &[index::RawHit]) -> Result<Vec<String>> {
+        let mut texts = vec![String::new(); raw.len()];
+        let ph = |n: usize| {
+            (1..=n)
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        for kind in [DocKind::Task, DocKind::Experience] {
+            let want: Vec<usize> = (0..raw.len()).filter(|&i| raw[i].kind == kind).collect();
+            if want.is_empty() {
+                continue;
+            }
+            let sql = match kind {
+                DocKind::Task => format!(
+                    "SELECT id, prompt FROM tasks WHERE id IN ({})",
+                    ph(want.len())
+                ),
+                _ => format!(
+                    "SELECT id, text FROM experiences WHERE id IN ({})",
+                    ph(want.len())
+                ),
+            };
+            let mut q = sqlx::query_as::<_, (String, String)>(AssertSqlSafe(sql));
+            for &i in &want {
+                q = q.bind(raw[i].id.as_str());
+            }
+            let rows: HashMap<String, String> = q
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| Error::query("reading hits", e))?
+                .into_iter()
+                .collect();
+            for &i in &want {
+                texts[i] = rows.get(&raw[i].id).cloned().unwrap_or_default();
+            }
+        }
+        let want: Vec<usize> = (0..raw.len())
+            .filter(|&i| raw[i].kind == DocKind::Step)
+            .collect();
+        if !want.is_empty() {
+            let cond: Vec<String> = (0..want.len())
+                .map(|j| format!("(run_id = ${} AND idx = ${})", 2 * j + 1, 2 * j + 2))
+                .collect();
+            let sql = format!(
+                "SELECT run_id, idx, input, output, stdout, stderr, error FROM steps WHERE {}",
+                cond.join(" OR ")
+            );
+            let mut q = sqlx::query_as::<
+                _,
+                (String, i64, String, String, String, String, Option<String>),
+            >(AssertSqlSafe(sql));
+            for &i in &want {
+                q = q.bind(raw[i].id.as_str()).bind(raw[i].idx as i64);
+            }
+            let rows = q
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| Error::query("reading hits", e))?;
+            let by_key: HashMap<(String, i64), String> = rows
+                .into_iter()
+                .map(|(r, i, a, b, c, d, e)| {
+                    ((r, i), index::step_text(&a, &b, &c, &d, e.as_deref()))
+                })
+                .collect();
+            for &i in &want {
+                let key = (raw[i].id.clone(), raw[i].idx as i64);
+                texts[i] = by_key.get(&key).cloned().unwrap_or_default();
+            }
+        }
+        Ok(texts)
     }
 
     /// Documents searchable now (0 without an index).
@@ -552,7 +703,10 @@ impl Store {
         let steps = self.count("SELECT COUNT(*) FROM steps").await?;
         let ids: Vec<&String> = {
             let mut seen = HashSet::new();
-            acknowledged.iter().filter(|id| seen.insert(id.as_str())).collect()
+            acknowledged
+                .iter()
+                .filter(|id| seen.insert(id.as_str()))
+                .collect()
         };
         let mut missing = 0u64;
         let mut problems = Vec::new();
@@ -565,7 +719,8 @@ impl Store {
                  FROM runs r WHERE r.id IN ({})",
                 params.join(",")
             );
-            let mut q = sqlx::query_as::<_, (String, String, i64, i64, Option<i64>)>(AssertSqlSafe(sql));
+            let mut q =
+                sqlx::query_as::<_, (String, String, i64, i64, Option<i64>)>(AssertSqlSafe(sql));
             for id in chunk {
                 q = q.bind(id.as_str());
             }
@@ -580,7 +735,9 @@ impl Store {
                     Some((_, status, _, _, _)) if status == "running" => {
                         Some(format!("run {id} is acknowledged but not finished"))
                     }
-                    Some((_, _, expected, n, max)) if *n != *expected || max.map_or(0, |m| m + 1) != *n => {
+                    Some((_, _, expected, n, max))
+                        if *n != *expected || max.map_or(0, |m| m + 1) != *n =>
+                    {
                         Some(format!("run {id} has {n} of its {expected} steps"))
                     }
                     Some(_) => None,
@@ -639,6 +796,10 @@ async fn current_batch(pool: &AnyPool) -> Result<i64> {
         .map_err(|e| Error::query("reading the batch counter", e))
 }
 
+/// id, task id, adapter id, created, trained.
+type GroupRow = (String, String, Option<String>, i64, Option<i64>);
+/// adapter id, suite, n, passed, pass@k JSON, started, finished.
+type EvalRow = (Option<String>, String, i64, i64, String, i64, i64);
 
 const TASK_COLS: &str = "SELECT id, family, prompt, context_ref, answer_spec, split, parent_id, \
                          difficulty, source, created_ms FROM tasks";
@@ -670,9 +831,11 @@ impl TaskRow {
                 family: self.family,
                 prompt: self.prompt,
                 context_ref: self.context_ref,
-                answer_spec: serde_json::from_str(&self.answer_spec).map_err(|e| Error::Invalid {
-                    what: "stored answer spec",
-                    detail: e.to_string(),
+                answer_spec: serde_json::from_str(&self.answer_spec).map_err(|e| {
+                    Error::Invalid {
+                        what: "stored answer spec",
+                        detail: e.to_string(),
+                    }
                 })?,
                 split: self.split.parse()?,
                 parent_id: self.parent_id,

@@ -7,7 +7,9 @@ use autodidact_memory::{Error, Store, StoreOptions};
 async fn garbage_file_is_reported_as_corrupt() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("memory.db");
-    let garbage: Vec<u8> = (0..64 * 1024u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let garbage: Vec<u8> = (0..64 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
     std::fs::write(&path, garbage).unwrap();
     let err = match Store::open(&format!("sqlite://{}", path.display())).await {
         Ok(_) => panic!("a garbage file opened as a store"),
@@ -45,11 +47,18 @@ async fn damaged_pages_fail_verification() {
         }
         w.flush().await.unwrap();
         // Fold the WAL into the main file so that the damage below hits real pages.
-        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&sqlx_pool(&url).await).await.unwrap();
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&sqlx_pool(&url).await)
+            .await
+            .unwrap();
         store.close().await.unwrap();
     }
     let mut bytes = std::fs::read(&path).unwrap();
-    assert!(bytes.len() > 200 * 1024, "the file holds the rows: {}", bytes.len());
+    assert!(
+        bytes.len() > 200 * 1024,
+        "the file holds the rows: {}",
+        bytes.len()
+    );
     // Scribble over interior pages (not the header), as a bad disk would.
     for b in &mut bytes[40 * 4096..44 * 4096] {
         *b = 0xA5;
@@ -69,7 +78,10 @@ async fn damaged_pages_fail_verification() {
                     assert!(!r.ok, "a damaged database verified ok: {r:?}");
                     assert_ne!(r.integrity, "ok");
                 }
-                Err(e) => assert!(matches!(e, Error::Corrupt { .. } | Error::Query { .. }), "{e:?}"),
+                Err(e) => assert!(
+                    matches!(e, Error::Corrupt { .. } | Error::Query { .. }),
+                    "{e:?}"
+                ),
             }
         }
     }

@@ -9,7 +9,10 @@ use autodidact_memory::{Split, StoreOptions};
 #[test]
 fn the_test_server_is_configured() {
     let url = common::pg_url();
-    assert!(url.starts_with("postgres://") || url.starts_with("postgresql://"), "{url}");
+    assert!(
+        url.starts_with("postgres://") || url.starts_with("postgresql://"),
+        "{url}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -17,9 +20,20 @@ async fn two_stores_share_one_database() {
     let fresh = common::postgres().await;
     let mut opts = fresh.opts.clone();
     opts.index = false;
-    let a = autodidact_memory::Store::open_with(opts.clone()).await.unwrap();
-    let b = autodidact_memory::Store::open_with(StoreOptions { ..opts }).await.unwrap();
-    let task = a.writer().add_task(common::task("t", "p", Split::Train)).await.unwrap().committed().await.unwrap();
+    let a = autodidact_memory::Store::open_with(opts.clone())
+        .await
+        .unwrap();
+    let b = autodidact_memory::Store::open_with(StoreOptions { ..opts })
+        .await
+        .unwrap();
+    let task = a
+        .writer()
+        .add_task(common::task("t", "p", Split::Train))
+        .await
+        .unwrap()
+        .committed()
+        .await
+        .unwrap();
     let mut acked = Vec::new();
     let mut handles = Vec::new();
     for store in [&a, &b] {
@@ -30,9 +44,21 @@ async fn two_stores_share_one_database() {
             for _ in 0..20 {
                 let (run, _) = w.begin_run(common::run(&task)).await.unwrap();
                 for i in 0..10 {
-                    let _ = run.step(autodidact_memory::NewStep::new(autodidact_memory::StepKind::CodeCell, format!("{i}"), "")).await.unwrap();
+                    let _ = run
+                        .step(autodidact_memory::NewStep::new(
+                            autodidact_memory::StepKind::CodeCell,
+                            format!("{i}"),
+                            "",
+                        ))
+                        .await
+                        .unwrap();
                 }
-                run.finish(common::end(1.0)).await.unwrap().committed().await.unwrap();
+                run.finish(common::end(1.0))
+                    .await
+                    .unwrap()
+                    .committed()
+                    .await
+                    .unwrap();
                 ids.push(run.id().to_owned());
             }
             ids
@@ -43,7 +69,15 @@ async fn two_stores_share_one_database() {
     }
     let report = b.verify(&acked).await.unwrap();
     assert!(report.ok, "{report:?}");
-    assert_eq!((report.runs, report.steps, report.missing, report.acknowledged), (40, 400, 0, 40));
+    assert_eq!(
+        (
+            report.runs,
+            report.steps,
+            report.missing,
+            report.acknowledged
+        ),
+        (40, 400, 0, 40)
+    );
     let mut bogus = acked.clone();
     bogus.push("not-a-run".into());
     let report = a.verify(&bogus).await.unwrap();

@@ -11,7 +11,12 @@ async fn a_run_reads_back_as_written() {
     for fresh in common::backends().await {
         let store = fresh.open().await;
         assert_eq!(store.backend(), fresh.backend);
-        assert_eq!(store.schema_version().await.unwrap(), 1, "{}", fresh.backend);
+        assert_eq!(
+            store.schema_version().await.unwrap(),
+            1,
+            "{}",
+            fresh.backend
+        );
         let w = store.writer();
         let task_id = w
             .add_task(common::task("arithmetic", "What is 6 * 7?", Split::Train))
@@ -42,7 +47,10 @@ async fn a_run_reads_back_as_written() {
         fin.committed().await.unwrap();
 
         let t = store.transcript(run.id()).await.unwrap();
-        assert_eq!(t.task.spec, common::task("arithmetic", "What is 6 * 7?", Split::Train));
+        assert_eq!(
+            t.task.spec,
+            common::task("arithmetic", "What is 6 * 7?", Split::Train)
+        );
         assert_eq!(t.run.status, RunStatus::Answered);
         assert_eq!(t.run.reward, Some(1.0));
         assert_eq!(t.run.step_count, 2);
@@ -57,17 +65,31 @@ async fn a_run_reads_back_as_written() {
         assert_eq!(by_prefix.id, run.id());
 
         let text = t.render();
-        assert!(text.contains("What is 6 * 7?") && text.contains("-- stdout\n42"), "{text}");
-        assert!(text.contains("NameError: x") && text.contains("final answer\n42"), "{text}");
+        assert!(
+            text.contains("What is 6 * 7?") && text.contains("-- stdout\n42"),
+            "{text}"
+        );
+        assert!(
+            text.contains("NameError: x") && text.contains("final answer\n42"),
+            "{text}"
+        );
 
         let stats = store.stats().await.unwrap();
-        assert_eq!((stats.tasks, stats.runs, stats.steps), (1, 1, 2), "{}", fresh.backend);
+        assert_eq!(
+            (stats.tasks, stats.runs, stats.steps),
+            (1, 1, 2),
+            "{}",
+            fresh.backend
+        );
         let runs = store.runs(10).await.unwrap();
         assert_eq!(runs.len(), 1);
         assert_eq!(runs[0].family, "arithmetic");
 
         let missing = store.transcript("no-such-run").await.unwrap_err();
-        assert!(missing.to_string().contains("no run with id no-such-run"), "{missing}");
+        assert!(
+            missing.to_string().contains("no run with id no-such-run"),
+            "{missing}"
+        );
 
         store.close().await.unwrap();
         fresh.drop_db().await;
@@ -79,8 +101,13 @@ async fn one_run_can_be_written_from_many_tasks_at_once() {
     for fresh in common::backends().await {
         let store = fresh.open().await;
         let w = store.writer();
-        let task_id =
-            w.add_task(common::task("t", "p", Split::Train)).await.unwrap().committed().await.unwrap();
+        let task_id = w
+            .add_task(common::task("t", "p", Split::Train))
+            .await
+            .unwrap()
+            .committed()
+            .await
+            .unwrap();
         let (run, _) = w.begin_run(common::run(&task_id)).await.unwrap();
         let mut handles = Vec::new();
         for t in 0..8 {
@@ -99,13 +126,22 @@ async fn one_run_can_be_written_from_many_tasks_at_once() {
         for h in handles {
             h.await.unwrap();
         }
-        run.finish(common::end(0.0)).await.unwrap().committed().await.unwrap();
+        run.finish(common::end(0.0))
+            .await
+            .unwrap()
+            .committed()
+            .await
+            .unwrap();
         let t = store.transcript(run.id()).await.unwrap();
         assert_eq!(t.steps.len(), 200, "{}", fresh.backend);
         let idx: Vec<u64> = t.steps.iter().map(|s| s.idx).collect();
         assert_eq!(idx, (0..200).collect::<Vec<_>>());
         for task in 0..8 {
-            let n = t.steps.iter().filter(|s| s.data.input.starts_with(&format!("task {task} "))).count();
+            let n = t
+                .steps
+                .iter()
+                .filter(|s| s.data.input.starts_with(&format!("task {task} ")))
+                .count();
             assert_eq!(n, 25);
         }
         assert_eq!(t.run.step_count, 200);
@@ -119,15 +155,23 @@ async fn a_bad_write_fails_alone() {
     for fresh in common::backends().await {
         let store = fresh.open().await;
         let w = store.writer();
-        let task_id =
-            w.add_task(common::task("t", "p", Split::Train)).await.unwrap().committed().await.unwrap();
+        let task_id = w
+            .add_task(common::task("t", "p", Split::Train))
+            .await
+            .unwrap()
+            .committed()
+            .await
+            .unwrap();
         // Queued together: a run of a task that does not exist, and a good run.
         let (bad, bad_ack) = w.begin_run(common::run("no-such-task")).await.unwrap();
         let (good, good_ack) = w.begin_run(common::run(&task_id)).await.unwrap();
         assert!(bad_ack.committed().await.is_err(), "{}", fresh.backend);
         good_ack.committed().await.unwrap();
         assert!(store.run(bad.id()).await.is_err());
-        assert_eq!(store.run(good.id()).await.unwrap().status, RunStatus::Running);
+        assert_eq!(
+            store.run(good.id()).await.unwrap().status,
+            RunStatus::Running
+        );
         store.close().await.unwrap();
         fresh.drop_db().await;
     }

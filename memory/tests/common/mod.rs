@@ -29,13 +29,21 @@ pub struct Fresh {
 
 impl Fresh {
     pub async fn open(&self) -> Store {
-        Store::open_with(self.opts.clone()).await.expect("the store opens")
+        Store::open_with(self.opts.clone())
+            .await
+            .expect("the store opens")
     }
 
     pub async fn drop_db(self) {
         if let Some(name) = &self.pg_db {
-            let mut c = sqlx::AnyConnection::connect(&pg_url()).await.expect("connect to postgres");
-            let _ = c.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).await;
+            let mut c = sqlx::AnyConnection::connect(&pg_url())
+                .await
+                .expect("connect to postgres");
+            let _ = c
+                .execute(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .await;
         }
     }
 }
@@ -43,15 +51,24 @@ impl Fresh {
 pub async fn sqlite() -> Fresh {
     let dir = tempfile::tempdir().expect("a temp dir");
     let url = format!("sqlite://{}", dir.path().join("memory.db").display());
-    Fresh { opts: StoreOptions::new(url), dir, backend: "sqlite", pg_db: None }
+    Fresh {
+        opts: StoreOptions::new(url),
+        dir,
+        backend: "sqlite",
+        pg_db: None,
+    }
 }
 
 pub async fn postgres() -> Fresh {
     sqlx::any::install_default_drivers();
     let base = pg_url();
     let name = format!("adt_{}", uuid_like());
-    let mut c = sqlx::AnyConnection::connect(&base).await.expect("connect to the test postgres");
-    c.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.expect("create a test database");
+    let mut c = sqlx::AnyConnection::connect(&base)
+        .await
+        .expect("connect to the test postgres");
+    c.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .await
+        .expect("create a test database");
     let url = match base.rfind('/') {
         Some(i) => format!("{}/{name}", &base[..i]),
         None => panic!("{PG_ENV} has no database part: {base}"),
@@ -59,7 +76,12 @@ pub async fn postgres() -> Fresh {
     let dir = tempfile::tempdir().expect("a temp dir");
     let mut opts = StoreOptions::new(url);
     opts.index_dir = Some(dir.path().join("index"));
-    Fresh { opts, dir, backend: "postgres", pg_db: Some(name) }
+    Fresh {
+        opts,
+        dir,
+        backend: "postgres",
+        pg_db: Some(name),
+    }
 }
 
 /// Both backends, SQLite first.
@@ -74,7 +96,12 @@ fn uuid_like() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos();
-    format!("{}_{}_{}", std::process::id(), t % 1_000_000_000_000, N.fetch_add(1, Ordering::SeqCst))
+    format!(
+        "{}_{}_{}",
+        std::process::id(),
+        t % 1_000_000_000_000,
+        N.fetch_add(1, Ordering::SeqCst)
+    )
 }
 
 pub fn task(family: &str, prompt: &str, split: Split) -> NewTask {
