@@ -27,3 +27,9 @@ print(json.dumps({
     "cell_overhead_speedup": peer["cell_overhead_us"] / ours["cell_overhead_us"],
 }))
 PY
+
+# The trajectory store (SQLite, 1M steps by default) and the model (llama.cpp in-process).
+echo "bench: memory (ingest and search at 1M steps)" >&2
+"$BIN" memory bench --json | python3 -c 'import json,sys; print(json.dumps({"bench": "memory", **json.load(sys.stdin)}))'
+echo "bench: model (prompt processing, generation, groups)" >&2
+"$BIN" bench model --json | python3 -c 'import json,sys; print(json.dumps({"bench": "model", **json.load(sys.stdin)}))'
