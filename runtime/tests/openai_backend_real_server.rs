@@ -81,9 +81,13 @@ async fn openai_backend_real_server() {
     let l = local.chat(&msgs, &Sampling::greedy(12)).await.unwrap();
     println!("in-process greedy: {:?}", l.text);
     println!("log-probs: server {:?}\n      in-process {:?}", &c.token_logprobs[..3], &l.token_logprobs[..3]);
+    // Another build's quantized kernels move log-probs by a few hundredths; another prompt
+    // (say, without SmolLM2's default system message) moves them far more.
     for (a, b) in c.token_logprobs.iter().zip(&l.token_logprobs).take(3) {
-        assert!((a - b).abs() < 0.05, "server {a} vs in-process {b}: different prompts?");
+        assert!((a - b).abs() < 0.25, "server {a} vs in-process {b}: different prompts?");
     }
+    let head = |t: &str| t.chars().take(4).collect::<String>();
+    assert_eq!(head(&c.text), head(&l.text));
     drop(local);
 
     let group = model.chat_group(&msgs, 3, &Sampling::seeded(1.0, 5, 8)).await.unwrap();
