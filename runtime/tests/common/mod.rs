@@ -9,7 +9,9 @@ use autodidact_runtime::model::smollm2_path;
 
 /// The bootstrapped SmolLM2 (tests fail, not skip, when it is missing).
 pub async fn smollm2() -> LlamaCppModel {
-    let config = LlamaCppConfig { path: smollm2_path(), n_ctx: 2048, ..LlamaCppConfig::default() };
+    // One llama.cpp thread: without barriers between threads, the tests stay short even while
+    // other processes compete for the cores (two threads then slow down several-fold).
+    let config = LlamaCppConfig { path: smollm2_path(), n_ctx: 2048, threads: Some(1), ..LlamaCppConfig::default() };
     LlamaCppModel::load(config).await.expect("the bootstrapped model (run scripts/bootstrap.sh)")
 }
 
