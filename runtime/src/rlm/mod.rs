@@ -318,7 +318,7 @@ impl Agent {
     }
 
     fn render(&self, template: &str, ctx: Value) -> String {
-        self.prompts.get_template(template).and_then(|t| t.render(ctx)).unwrap_or_else(|e| format!("(prompt {template} failed: {e})"))
+        self.prompts.get_template(template).and_then(|t| t.render(minijinja::value::Serde(&ctx))).unwrap_or_else(|e| format!("(prompt {template} failed: {e})"))
     }
 
     async fn system_prompt(&self, task: &TaskInput) -> String {

@@ -79,8 +79,9 @@ pub(crate) fn tool_set(agent: &Arc<Agent>, depth: u32, tree: &Arc<Tree>, parent:
     );
     let timeout = Duration::from_millis(agent.policy.tools.timeout_ms);
     for tool in agent.tools.iter() {
+        let (name, description, schema) = (tool.name().to_owned(), tool.description().to_owned(), tool.schema());
         let (tool, c) = (tool.clone(), cx.clone());
-        set.add(tool.name(), tool.description(), tool.schema(), move |args: Value| {
+        set.add(&name, &description, schema, move |args: Value| {
             let (tool, c) = (tool.clone(), c.clone());
             async move {
                 let started = Instant::now();
