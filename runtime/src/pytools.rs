@@ -83,12 +83,21 @@ pub fn load(path: &Path) -> Result<Vec<Arc<dyn Tool>>> {
         return Err(Error::Tools { path: path.to_owned(), reason: "no such file".into() });
     }
     Python::initialize();
+    // One loader module for the process: it holds every tools module loaded so far.
+    static LOADER_MODULE: std::sync::OnceLock<Arc<Py<PyModule>>> = std::sync::OnceLock::new();
+    let loader = LOADER_MODULE
+        .get_or_init(|| {
+            Python::attach(|py| {
+                let code = CString::new(LOADER).expect("no NUL in the loader");
+                let m = PyModule::from_code(py, &code, c"autodidact_loader.py", c"autodidact_loader").expect("the loader is valid Python");
+                Arc::new(m.unbind())
+            })
+        })
+        .clone();
     Python::attach(|py| {
-        let code = CString::new(LOADER).expect("no NUL in the loader");
-        let loader = PyModule::from_code(py, &code, c"autodidact_loader.py", c"autodidact_loader").map_err(text)?;
-        let described: String = loader.getattr("load").and_then(|f| f.call1((path.to_string_lossy().into_owned(), module.clone()))).and_then(|r| r.extract()).map_err(text)?;
+        let loader_ref = loader.bind(py);
+        let described: String = loader_ref.getattr("load").and_then(|f| f.call1((path.to_string_lossy().into_owned(), module.clone()))).and_then(|r| r.extract()).map_err(text)?;
         let tools: Vec<Value> = serde_json::from_str(&described).map_err(|e| Error::Tools { path: path.to_owned(), reason: e.to_string() })?;
-        let loader = Arc::new(loader.unbind());
         Ok(tools
             .into_iter()
             .map(|t| {
