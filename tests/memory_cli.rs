@@ -48,7 +48,7 @@ fn inspect_search_and_export_a_store() {
     assert_eq!(runs.lines().count(), 3, "{runs}");
     let id = runs.split_whitespace().next().unwrap();
 
-    let shown = run(&["memory", "show", &id[..24], "--db", &db]);
+    let shown = run(&["memory", "show", &id[..32], "--db", &db]);
     assert!(
         shown.contains(id) && shown.contains("== step 9") && shown.contains("final answer\n63"),
         "{shown}"
