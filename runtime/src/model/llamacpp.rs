@@ -43,7 +43,7 @@ use super::sampler::{self, Rng, Scratch};
 use super::template::{CHATML, ChatTemplate};
 use super::{
     AdapterId, Completion, FinishReason, LanguageModel, Message, Sampling, Timings, Usage,
-    check_prompt,
+    check_prompt, check_request,
 };
 use crate::{Error, Result};
 
@@ -196,11 +196,7 @@ impl LanguageModel for LlamaCppModel {
         n: usize,
         sampling: &Sampling,
     ) -> Result<Vec<Completion>> {
-        check_prompt(messages)?;
-        sampling.validate()?;
-        if n == 0 {
-            return Err(Error::InvalidSampling("a group needs n >= 1".into()));
-        }
+        check_request(messages, n, sampling)?;
         let (messages, sampling) = (messages.to_vec(), sampling.clone());
         self.call(|reply| Job::Generate { messages, n, sampling, reply }).await
     }

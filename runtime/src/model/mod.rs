@@ -77,6 +77,16 @@ pub(crate) fn check_prompt(messages: &[Message]) -> Result<()> {
     }
 }
 
+/// Checks what every backend's `chat_group` needs: a prompt, sane sampling and `n >= 1`.
+pub(crate) fn check_request(messages: &[Message], n: usize, sampling: &Sampling) -> Result<()> {
+    check_prompt(messages)?;
+    sampling.validate()?;
+    if n == 0 {
+        return Err(Error::InvalidSampling("a group needs n >= 1".into()));
+    }
+    Ok(())
+}
+
 /// How to pick tokens, and when to stop.
 ///
 /// The default is greedy decoding of at most 256 new tokens. `temperature == 0` means greedy;

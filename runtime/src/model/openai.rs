@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use super::{
-    Completion, FinishReason, LanguageModel, Message, Sampling, Timings, Usage, check_prompt,
+    Completion, FinishReason, LanguageModel, Message, Sampling, Timings, Usage, check_request,
 };
 use crate::{Error, Result};
 
@@ -305,11 +305,7 @@ impl LanguageModel for OpenAiModel {
         n: usize,
         sampling: &Sampling,
     ) -> Result<Vec<Completion>> {
-        check_prompt(messages)?;
-        sampling.validate()?;
-        if n == 0 {
-            return Err(Error::InvalidSampling("a group needs n >= 1".into()));
-        }
+        check_request(messages, n, sampling)?;
         if !sampling.continuations.is_empty() {
             return Err(Error::Unsupported {
                 backend: "openai",
