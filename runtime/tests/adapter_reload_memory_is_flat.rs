@@ -36,13 +36,23 @@ async fn adapter_reload_memory_is_flat() {
     for i in 0..5 {
         cycle(i).await;
     }
-    let before = common::rss_mb();
+    // RSS after every reload. The allocator keeps or returns freed adapter buffers at its
+    // own whim, so readings step up or down by an adapter or two; compare medians of the
+    // first and last twenty readings instead. A leak would add 80 adapters between them.
+    let mut rss = Vec::with_capacity(100);
     for i in 0..100 {
         cycle(i).await;
+        rss.push(common::rss_mb());
     }
-    let after = common::rss_mb();
-    println!("adapter {size_mb:.1} MB; RSS {before:.1} MB -> {after:.1} MB over 100 reloads");
-    // A leak would add 100 x the adapter's size (about 2 GB).
-    assert!(after - before < 2.0 * size_mb, "RSS grew {:.1} MB", after - before);
+    let median = |xs: &[f64]| {
+        let mut v = xs.to_vec();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (early, late) = (median(&rss[..20]), median(&rss[80..]));
+    let peak = rss.iter().copied().fold(0.0, f64::max);
+    println!("adapter {size_mb:.1} MB; median RSS {early:.1} MB -> {late:.1} MB over 100 reloads (peak {peak:.1} MB)");
+    assert!(late - early < 3.0 * size_mb, "RSS grew {:.1} MB", late - early);
+    assert!(peak - early < 6.0 * size_mb, "RSS peaked {:.1} MB above the early median", peak - early);
     std::fs::remove_dir_all(dir).ok();
 }
