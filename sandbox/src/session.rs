@@ -93,6 +93,8 @@ struct Inner {
     alloc: TypedFunc<i32, i32>,
     fuel: bool,
     cells: u64,
+    /// Why the interpreter can no longer be trusted, when host upkeep between cells failed.
+    broken: Option<String>,
 }
 
 impl std::fmt::Debug for Session {
@@ -155,7 +157,7 @@ impl Session {
             .ok_or_else(|| Error::Instantiate("the module exports no `memory`".into()))?;
         let turn = instance.get_typed_func::<(i32, i32), i32>(&mut store, "turn").map_err(instantiate)?;
         let alloc = instance.get_typed_func::<i32, i32>(&mut store, "host_alloc").map_err(instantiate)?;
-        let inner = Inner { store, memory, turn, alloc, fuel: sb.fuel, cells: 0 };
+        let inner = Inner { store, memory, turn, alloc, fuel: sb.fuel, cells: 0, broken: None };
         Ok(Session { inner: Some(Box::new(inner)), cancel, closed: None })
     }
 
@@ -225,7 +227,7 @@ impl Session {
         self.inner.take().ok_or_else(|| Error::SessionClosed("a cell was abandoned mid-run".into()))
     }
 
-    fn put_back(&mut self, inner: Box<Inner>, cell: &Result<Cell, Error>) {
+    fn put_back(&mut self, mut inner: Box<Inner>, cell: &Result<Cell, Error>) {
         self.cancel.store(false, Ordering::Relaxed);
         if let Ok(c) = cell {
             match c.status {
@@ -238,7 +240,10 @@ impl Session {
             }
         }
         if self.closed.is_none() {
-            self.inner = Some(inner);
+            match inner.broken.take() {
+                Some(why) => self.closed = Some(why),
+                None => self.inner = Some(inner),
+            }
         }
     }
 
@@ -380,13 +385,8 @@ impl Inner {
             }
         }
         self.cells += 1;
-        if status == Status::Ok || status == Status::Error {
-            if self.cells % LINECACHE_EVERY == 0 {
-                let _ = self.run_turn(CLEAR_LINECACHE.as_bytes());
-                let s = self.store.data_mut();
-                s.stdout.take(limits.stdout_bytes);
-                s.stderr.take(limits.stderr_bytes);
-            }
+        if matches!(status, Status::Ok | Status::Error) && self.cells % LINECACHE_EVERY == 0 {
+            self.clear_linecache(&limits);
         }
         Ok(Cell {
             status,
@@ -397,6 +397,24 @@ impl Inner {
             limits_hit: cell_state.hits,
             duration,
         })
+    }
+
+    /// Host upkeep between cells, under the same deadline and fuel as a cell. If it fails the
+    /// interpreter is in an unknown state, so the session ends with the reason.
+    fn clear_linecache(&mut self, limits: &Limits) {
+        self.store.data_mut().cell = CellState::new(Instant::now() + limits.deadline);
+        let fuel = if self.fuel { self.store.set_fuel(limits.fuel.unwrap_or(u64::MAX)) } else { Ok(()) };
+        let result = fuel.and_then(|()| self.run_turn(CLEAR_LINECACHE.as_bytes()));
+        let s = self.store.data_mut();
+        let (_, _) = s.stdout.take(limits.stdout_bytes);
+        let (err, _) = s.stderr.take(limits.stderr_bytes);
+        s.cell = CellState::new(Instant::now());
+        let why = match result {
+            Ok(0) => return,
+            Ok(_) => String::from_utf8_lossy(&err).trim().to_owned(),
+            Err(e) => format!("{e:#}").lines().next().unwrap_or_default().to_owned(),
+        };
+        self.broken = Some(format!("the host's linecache upkeep between cells failed: {why}"));
     }
 
     fn run_turn(&mut self, code: &[u8]) -> wasmtime::Result<i32> {
