@@ -6,6 +6,7 @@
 
 mod memory_cmd;
 mod bench_cmd;
+mod eval_cmd;
 mod generate_cmd;
 mod run_cmd;
 mod sandbox_cmd;
@@ -35,6 +36,8 @@ enum Command {
     Memory(memory_cmd::MemoryCmd),
     /// Generate replies from a model (in-process GGUF, OpenAI-compatible server or scripted).
     Generate(generate_cmd::GenerateArgs),
+    /// Evaluate a suite through the agent: pass@1, pass@k, tokens, latency, per family; stored in memory.
+    Eval(eval_cmd::EvalArgs),
     /// Benchmarks, reported as medians: `model` (later `train`, `serve`).
     #[command(subcommand)]
     Bench(bench_cmd::BenchCmd),
@@ -48,6 +51,7 @@ fn main() -> std::process::ExitCode {
         Command::Memory(cmd) => memory_cmd::run(cmd),
         Command::Generate(args) => generate_cmd::run(args),
         Command::Bench(cmd) => bench_cmd::run(cmd),
+        Command::Eval(args) => eval_cmd::run(args),
     };
     match result {
         Ok(code) => code,

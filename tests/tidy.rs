@@ -81,6 +81,7 @@ fn dependency_invariants_hold() {
         ("autodidact-memory", &["autodidact-sandbox", "autodidact-runtime", "autodidact-trainer", "autodidact-evals"]),
         ("autodidact-trainer", &["autodidact-runtime", "autodidact-sandbox", "autodidact-evals"]),
         ("autodidact-runtime", &["autodidact-trainer", "autodidact-evals"]),
+        ("autodidact-evals", &["autodidact-trainer"]),
     ];
     for (name, _, internal, _) in workspace_crates() {
         for (rule_crate, banned) in forbidden {

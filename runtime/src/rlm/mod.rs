@@ -50,12 +50,42 @@ pub struct TaskInput {
     pub source: String,
     /// The answer and verifier, when known, stored with the task.
     pub answer_spec: Value,
+    /// An existing task in memory to attach the run to, instead of adding a new task (group
+    /// members and repeated eval samples share one task).
+    pub task_id: Option<String>,
+    /// The registered adapter the model runs with, recorded on the run.
+    pub adapter_id: Option<String>,
+    /// Scores the answer; the reward is stored with the run and returned in the outcome.
+    pub reward: Option<Arc<dyn Reward>>,
+}
+
+/// Scores a run's final answer, from 0 (wrong or none) to 1 (right).
+#[async_trait::async_trait]
+pub trait Reward: Send + Sync {
+    /// The reward for `answer` (`None` when the run gave none).
+    async fn reward(&self, answer: Option<&str>) -> f64;
+}
+
+impl std::fmt::Debug for dyn Reward {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Reward")
+    }
 }
 
 impl TaskInput {
     /// A user task with an optional context.
     pub fn new(prompt: impl Into<String>, context: Value) -> Self {
-        TaskInput { prompt: prompt.into(), context, family: "user".into(), split: Split::Train, source: "cli".into(), answer_spec: Value::Null }
+        TaskInput {
+            prompt: prompt.into(),
+            context,
+            family: "user".into(),
+            split: Split::Train,
+            source: "cli".into(),
+            answer_spec: Value::Null,
+            task_id: None,
+            adapter_id: None,
+            reward: None,
+        }
     }
 }
 
@@ -105,6 +135,8 @@ pub struct RunOutcome {
     pub model_time: Duration,
     /// Time spent running guest code (including sub-calls made from it).
     pub guest_time: Duration,
+    /// The task's [`Reward`] for the answer, when the task has one.
+    pub reward: Option<f64>,
 }
 
 /// Something worth showing a person while a run goes on.
@@ -301,7 +333,12 @@ impl Agent {
                     }
                 }
             }
+            let reward = match &task.reward {
+                Some(r) => Some(r.reward(answer.as_deref()).await),
+                None => None,
+            };
             let outcome = RunOutcome {
+                reward,
                 run_id: log.as_ref().map(|l| l.handle.id().to_owned()),
                 stop,
                 answer,
@@ -477,12 +514,15 @@ impl Agent {
             difficulty: None,
             source: task.source.clone(),
         };
-        let task_id = m.writer.add_task(new_task).await?.id;
+        let task_id = match &task.task_id {
+            Some(id) => id.clone(),
+            None => m.writer.add_task(new_task).await?.id,
+        };
         let run = NewRun {
             task_id: task_id.clone(),
             agent: self.name.clone(),
             model_id: self.model.describe(),
-            adapter_id: None,
+            adapter_id: task.adapter_id.clone(),
             policy_hash: policy_hash(&self.policy),
         };
         let (handle, _ack) = m.writer.begin_run(run).await?;
@@ -505,7 +545,7 @@ impl Agent {
             status,
             end_reason: Some(reason),
             final_answer: outcome.answer.clone(),
-            reward: None,
+            reward: outcome.reward,
             prompt_tokens: tally.prompt_tokens,
             completion_tokens: tally.completion_tokens,
         };

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use autodidact_memory::{NewStep, RunHandle, Split, StepKind};
+use autodidact_memory::{NewStep, RunHandle, StepKind};
 use autodidact_sandbox::{ToolError, ToolSet};
 use serde_json::{Value, json};
 
@@ -167,7 +167,7 @@ impl Ctx {
         self.take_subcall()?;
         self.agent.emit(Event::Subcall { depth: self.depth, kind: "rlm_query" });
         let started = Instant::now();
-        let task = TaskInput { prompt: prompt.clone(), context, family: "subtask".into(), split: Split::Train, source: "rlm_query".into(), answer_spec: Value::Null };
+        let task = TaskInput { family: "subtask".into(), source: "rlm_query".into(), ..TaskInput::new(prompt.clone(), context) };
         let parent_task = self.parent.as_ref().map(|(_, t)| t.clone());
         let outcome = self.agent.clone().run_at(task, self.depth + 1, self.tree.clone(), parent_task).await.map_err(|e| ToolError::Failed(format!("the sub-agent could not run: {e}")))?;
         let text = match (&outcome.stop, &outcome.answer) {

@@ -1,0 +1,371 @@
+//! The built-in suites, generated from seeds, and GSM8K from the bootstrap's dataset.
+//!
+//! Item `i` of split `s` of suite `name` is generated from a seed hashed from `(name, s, i)`,
+//! so train and eval items come from disjoint seeds; for the small problem spaces (`toy`,
+//! `arith`, `countdown`, `integrals`) train generation also skips any prompt that the first
+//! [`EVAL_GUARD`] eval items use, so no eval problem is ever trained on.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use autodidact_memory::Split;
+
+use crate::suite::{Item, Suite, VerifierKind};
+use crate::{Error, Result};
+
+/// The built-in suite names.
+pub const BUILTIN: &[&str] = &["arith", "integrals", "niah", "countdown", "toy", "gsm8k"];
+
+/// How many eval items train generation checks against.
+pub const EVAL_GUARD: usize = 2000;
+
+/// The NIAH haystack sizes, cycled by item index: 8 KB to 1 MB.
+pub const NIAH_SIZES: &[usize] = &[8_000, 32_000, 128_000, 512_000, 1_000_000];
+
+/// How many items a suite has when no limit is given.
+pub fn default_size(name: &str) -> usize {
+    match name {
+        "niah" => NIAH_SIZES.len() * 2,
+        "gsm8k" => 1319,
+        "integrals" => 30,
+        _ => 50,
+    }
+}
+
+/// Where the bootstrap puts the GSM8K test set.
+pub fn gsm8k_path() -> PathBuf {
+    autodidact_memory::home_dir().join("datasets/gsm8k/test.jsonl")
+}
+
+/// `n` items of `split` of the built-in suite `name`.
+pub fn generate(name: &str, split: Split, n: usize) -> Result<Suite> {
+    let make: fn(&mut Rng, usize) -> Item = match name {
+        "toy" => toy,
+        "arith" => arith,
+        "integrals" => integrals,
+        "countdown" => countdown,
+        "niah" => niah,
+        "gsm8k" => return gsm8k(split, n),
+        other => return Err(Error::UnknownSuite(other.to_owned())),
+    };
+    let held_out: HashSet<String> = if split == Split::Train && name != "niah" {
+        (0..EVAL_GUARD).map(|i| make(&mut Rng::for_item(name, Split::Eval, i), i).prompt).collect()
+    } else {
+        HashSet::new()
+    };
+    let mut items = Vec::with_capacity(n);
+    let mut i = 0;
+    while items.len() < n {
+        let mut item = make(&mut Rng::for_item(name, split, i), i);
+        i += 1;
+        if held_out.contains(&item.prompt) {
+            continue;
+        }
+        item.id = format!("{name}-{}-{:04}", split.as_str(), items.len());
+        item.split = split;
+        items.push(item);
+        if i > n * 50 + 1000 {
+            break; // a tiny problem space; return what exists
+        }
+    }
+    Ok(Suite { name: name.to_owned(), items })
+}
+
+fn item(family: &str, prompt: String, answer: String, verifier: VerifierKind) -> Item {
+    Item { id: String::new(), family: family.into(), prompt, context: None, answer, verifier, check: None, split: Split::Eval }
+}
+
+/// Small sums and products: the family the trainer learns first.
+fn toy(r: &mut Rng, _: usize) -> Item {
+    let (a, b) = (r.range(2, 20), r.range(2, 20));
+    let (op, v) = match r.below(3) {
+        0 => ("+", a + b),
+        1 => ("-", a - b),
+        _ => ("*", a * b),
+    };
+    item("toy", format!("What is {a} {op} {b}?"), v.to_string(), VerifierKind::Numeric)
+}
+
+/// Multi-step integer arithmetic with Python's `//` and `%`, best done in the REPL.
+fn arith(r: &mut Rng, _: usize) -> Item {
+    let (a, b, c, d, e) = (r.range(100, 999), r.range(11, 99), r.range(100, 9999), r.range(3, 19), r.range(10, 99));
+    let (expr, v) = match r.below(4) {
+        0 => (format!("({a} * {b} - {c}) // {d} + {e}"), floor_div(a * b - c, d) + e),
+        1 => (format!("{a} * {b} + {c} * {d} - {e}"), a * b + c * d - e),
+        2 => (format!("({a} + {c}) * ({b} - {e}) % {d}"), floor_mod((a + c) * (b - e), d)),
+        _ => (format!("{b} ** 3 - {a} * {d} + {c} // {e}"), b * b * b - a * d + floor_div(c, e)),
+    };
+    let prompt = format!("Compute {expr}. Use Python's meaning of the operators: // is floor division and % is the remainder.");
+    item("arith", prompt, v.to_string(), VerifierKind::Numeric)
+}
+
+fn floor_div(a: i64, b: i64) -> i64 {
+    a.div_euclid(b) - if b < 0 && a.rem_euclid(b) != 0 { 1 } else { 0 }
+}
+
+fn floor_mod(a: i64, b: i64) -> i64 {
+    a - b * floor_div(a, b)
+}
+
+/// The `check` of an integrals item: differentiate the answer with sympy and compare it with
+/// the integrand at random points. `INTEGRAND` is substituted as a Python string literal.
+const INTEGRAL_CHECK: &str = r#"INTEGRAND = __INTEGRAND__
+
+def check(answer: str) -> bool:
+    import random
+    import sympy as sp
+    from sympy.parsing.sympy_parser import (parse_expr, standard_transformations,
+        implicit_multiplication_application, convert_xor)
+    x = sp.Symbol("x")
+    text = answer.strip().strip("`$").replace("\u2212", "-")
+    if "=" in text:
+        text = text.rsplit("=", 1)[1]
+    text = text.strip().rstrip(".")
+    import re
+    if len(text) > 500 or re.search(r"[^0-9A-Za-z_+\-*/^()., ]", text):
+        return False
+    allowed = {"x", "sin", "cos", "tan", "exp", "log", "ln", "sqrt", "pi", "e", "E", "C", "c",
+               "asin", "acos", "atan", "sinh", "cosh", "tanh", "Abs", "abs"}
+    if any(name not in allowed for name in re.findall(r"[A-Za-z_][A-Za-z_0-9]*", text)):
+        return False
+    text = text.replace("ln(", "log(")
+    try:
+        rules = standard_transformations + (implicit_multiplication_application, convert_xor)
+        F = parse_expr(text, local_dict={"x": x, "e": sp.E}, transformations=rules)
+        f = sp.sympify(INTEGRAND, locals={"x": x})
+        d = sp.diff(F, x)
+    except Exception:
+        return False
+    if d.free_symbols - {x}:
+        return False
+    rng = random.Random(7)
+    for _ in range(6):
+        v = rng.uniform(0.3, 2.5)
+        try:
+            got, want = complex(d.subs(x, v).evalf()), complex(f.subs(x, v).evalf())
+        except Exception:
+            return False
+        if not abs(got - want) <= 1e-6 * max(1.0, abs(want)):
+            return False
+    return True
+"#;
+
+/// The `check` source for the antiderivative of `integrand`.
+pub fn integral_check(integrand: &str) -> String {
+    INTEGRAL_CHECK.replace("__INTEGRAND__", &serde_json::to_string(integrand).expect("strings serialize"))
+}
+
+/// Elementary antiderivatives: sums of one to three terms with known antiderivatives.
+fn integrals(r: &mut Rng, i: usize) -> Item {
+    let terms = 1 + (i % 3).min(r.below(3) as usize);
+    let mut f = Vec::new();
+    let mut big_f = Vec::new();
+    for _ in 0..terms {
+        let c = r.range(1, 9);
+        let k = r.range(2, 5);
+        let (t, a) = match r.below(5) {
+            0 => {
+                let n = r.range(1, 5);
+                (format!("{c}*x**{n}"), format!("{c}*x**{}/{}", n + 1, n + 1))
+            }
+            1 => (format!("{c}*sin({k}*x)"), format!("-{c}*cos({k}*x)/{k}")),
+            2 => (format!("{c}*cos({k}*x)"), format!("{c}*sin({k}*x)/{k}")),
+            3 => (format!("{c}*exp({k}*x)"), format!("{c}*exp({k}*x)/{k}")),
+            _ => (format!("{c}/x"), format!("{c}*log(x)")),
+        };
+        if f.contains(&t) {
+            continue;
+        }
+        f.push(t);
+        big_f.push(a);
+    }
+    let integrand = f.join(" + ");
+    let prompt = format!("Find an antiderivative F(x) of f(x) = {integrand}. Answer with the expression for F(x) in SymPy syntax, without the constant.");
+    let mut it = item("integrals", prompt, big_f.join(" + "), VerifierKind::Python);
+    it.check = Some(integral_check(&integrand));
+    it
+}
+
+/// The `check` of a countdown item: the answer uses the numbers at most once each, with
+/// `+ - * /` and parentheses only, and equals the target exactly.
+const COUNTDOWN_CHECK: &str = r#"NUMBERS = __NUMBERS__
+TARGET = __TARGET__
+
+def check(answer: str) -> bool:
+    import ast
+    from fractions import Fraction
+    lines = [l for l in answer.strip().strip("`$").splitlines() if l.strip()]
+    if not lines:
+        return False
+    text = lines[-1]
+    if "=" in text:
+        left, right = text.split("=", 1)
+        text = left if any(op in left for op in "+-*/") else right
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError:
+        return False
+    used = []
+    def ev(n):
+        if isinstance(n, ast.BinOp) and type(n.op) in (ast.Add, ast.Sub, ast.Mult, ast.Div):
+            a, b = ev(n.left), ev(n.right)
+            if isinstance(n.op, ast.Add):
+                return a + b
+            if isinstance(n.op, ast.Sub):
+                return a - b
+            if isinstance(n.op, ast.Mult):
+                return a * b
+            return a / b
+        if isinstance(n, ast.Constant) and type(n.value) is int:
+            used.append(n.value)
+            return Fraction(n.value)
+        raise ValueError("only numbers and + - * / are allowed")
+    try:
+        value = ev(tree.body)
+    except (ValueError, ZeroDivisionError, RecursionError):
+        return False
+    pool = list(NUMBERS)
+    for u in used:
+        if u not in pool:
+            return False
+        pool.remove(u)
+    return value == TARGET
+"#;
+
+/// The `check` source for a countdown item.
+pub fn countdown_check(numbers: &[i64], target: i64) -> String {
+    COUNTDOWN_CHECK.replace("__NUMBERS__", &format!("{numbers:?}")).replace("__TARGET__", &target.to_string())
+}
+
+/// Reach a target with some of the given numbers.
+fn countdown(r: &mut Rng, _: usize) -> Item {
+    loop {
+        let numbers: Vec<i64> = (0..4).map(|_| if r.below(4) == 0 { [25, 50, 75, 100][r.below(4) as usize] } else { r.range(1, 10) }).collect();
+        let count = 3 + r.below(2) as usize;
+        let mut order: Vec<i64> = numbers.clone();
+        r.shuffle(&mut order);
+        let (mut value, mut expr) = (order[0], order[0].to_string());
+        let mut ok = true;
+        for &n in &order[1..count] {
+            let (v, e) = match r.below(4) {
+                0 => (value + n, format!("({expr} + {n})")),
+                1 if value > n => (value - n, format!("({expr} - {n})")),
+                2 => (value * n, format!("{expr} * {n}")),
+                3 if n > 1 && value % n == 0 => (value / n, format!("{expr} / {n}")),
+                _ => (value + n, format!("({expr} + {n})")),
+            };
+            value = v;
+            expr = e;
+            ok &= v > 0;
+        }
+        if !ok || !(10..=999).contains(&value) || numbers.contains(&value) {
+            continue;
+        }
+        let expr = expr.strip_prefix('(').and_then(|e| e.strip_suffix(')')).filter(|e| !e.contains('(')).map_or(expr.clone(), str::to_owned);
+        let prompt = format!(
+            "Using some of the numbers {numbers:?}, each at most once, and + - * / with parentheses, write an expression equal to {value}. Answer with the expression only."
+        );
+        let mut it = item("countdown", prompt, expr, VerifierKind::Python);
+        it.check = Some(countdown_check(&numbers, value));
+        return it;
+    }
+}
+
+const NAMES: &[&str] = &["Ada", "Basil", "Cleo", "Dmitri", "Esme", "Farid", "Greta", "Hiro", "Ines", "Jonas", "Kemal", "Lucia", "Mirek", "Nadia", "Otto", "Priya"];
+const ADJ: &[&str] = &["quiet", "amber", "distant", "careful", "hollow", "bright", "patient", "rusty", "gentle", "narrow", "early", "silver"];
+const NOUN: &[&str] = &["river", "lantern", "orchard", "engine", "harbor", "meadow", "ledger", "tower", "garden", "wagon", "bridge", "archive"];
+const VERB: &[&str] = &["follows", "outlasts", "mirrors", "shelters", "crosses", "remembers", "circles", "greets", "measures", "carries"];
+
+/// A needle (one person's magic number) in a generated haystack of the given size.
+fn niah(r: &mut Rng, i: usize) -> Item {
+    let size = NIAH_SIZES[i % NIAH_SIZES.len()];
+    let name = r.pick(NAMES);
+    let number = r.range(1_000_000, 9_999_999);
+    let needle = format!("The magic number for {name} is {number}. ");
+    let at = r.below(size as u64) as usize;
+    let mut hay = String::with_capacity(size + 200);
+    let mut placed = false;
+    while hay.len() < size {
+        if !placed && hay.len() >= at {
+            hay.push_str(&needle);
+            placed = true;
+        }
+        hay.push_str(&format!("The {} {} {} the {} {}. ", r.pick(ADJ), r.pick(NOUN), r.pick(VERB), r.pick(ADJ), r.pick(NOUN)));
+    }
+    if !placed {
+        hay.push_str(&needle);
+    }
+    let prompt = format!("The context is a long text. Somewhere in it is the magic number for {name}. What is that number? Answer with the number only.");
+    let mut it = item("niah", prompt, number.to_string(), VerifierKind::Numeric);
+    it.context = Some(hay);
+    it
+}
+
+/// The first `n` GSM8K test items (eval only; the answer follows `####`).
+fn gsm8k(split: Split, n: usize) -> Result<Suite> {
+    let path = gsm8k_path();
+    if split == Split::Train {
+        return Err(Error::Suite { file: path.display().to_string(), line: 0, message: "GSM8K is eval-only: it is never trained on".into() });
+    }
+    let text = std::fs::read_to_string(&path).map_err(|_| Error::MissingDataset { path: path.clone() })?;
+    let file = path.display().to_string();
+    let mut items = Vec::new();
+    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()).take(n) {
+        let err = |message: &str| Error::Suite { file: file.clone(), line: i + 1, message: message.to_owned() };
+        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| err(&format!("not JSON: {e}")))?;
+        let question = v["question"].as_str().ok_or_else(|| err("no `question`"))?;
+        let solution = v["answer"].as_str().ok_or_else(|| err("no `answer`"))?;
+        let (_, answer) = solution.rsplit_once("####").ok_or_else(|| err("the answer has no `####`"))?;
+        let answer: String = answer.trim().chars().filter(|c| *c != ',').collect();
+        let mut it = item("gsm8k", question.to_owned(), answer, VerifierKind::Numeric);
+        it.id = format!("gsm8k-{i:04}");
+        items.push(it);
+    }
+    Ok(Suite { name: "gsm8k".into(), items })
+}
+
+/// A small deterministic generator (SplitMix64): the suites must not change with a crate.
+pub struct Rng(u64);
+
+impl Rng {
+    /// The generator for item `i` of `split` of suite `name`.
+    pub fn for_item(name: &str, split: Split, i: usize) -> Rng {
+        // FNV-1a over the name and split, then the index.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in name.bytes().chain([0]).chain(split.as_str().bytes()) {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        Rng(h ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15))
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+
+    /// Uniform in `lo..=hi`.
+    pub fn range(&mut self, lo: i64, hi: i64) -> i64 {
+        lo + self.below((hi - lo + 1) as u64) as i64
+    }
+
+    /// One element of `xs`.
+    pub fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
+        xs[self.below(xs.len() as u64) as usize]
+    }
+
+    /// Shuffles `xs` in place.
+    pub fn shuffle<T>(&mut self, xs: &mut [T]) {
+        for i in (1..xs.len()).rev() {
+            xs.swap(i, self.below(i as u64 + 1) as usize);
+        }
+    }
+}

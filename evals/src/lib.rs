@@ -1,0 +1,23 @@
+//! Evaluation for autodidact: task suites with verifiers, and the harness that runs them
+//! through the RLM runtime and reports pass@k, tokens and latency.
+//!
+//! - [`suite`]: the JSONL suite format (`id`, `family`, `prompt`, `context`, `answer`,
+//!   `verifier`, `check`, `split`) with errors that name the line.
+//! - [`verify`]: the four verifiers. `python` checks run in the sandbox, never on the host.
+//! - [`builtin`]: seeded generators for the built-in suites (`arith`, `integrals`, `niah`,
+//!   `countdown`, `toy`) and the GSM8K test set from the bootstrap.
+//! - [`passk`]: the unbiased pass@k estimator.
+//! - [`harness`]: runs a suite, stores every run and the eval record in memory.
+
+pub mod builtin;
+pub mod harness;
+pub mod passk;
+pub mod suite;
+pub mod verify;
+
+mod error;
+
+pub use error::{Error, Result};
+pub use harness::{FamilyScore, HarnessOptions, ItemResult, Report, Sample, run_suite};
+pub use suite::{Item, Suite, VerifierKind};
+pub use verify::Verifier;

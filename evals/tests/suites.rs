@@ -1,0 +1,116 @@
+//! Suite files: the format, errors that name the line, and the built-in generators
+//! (deterministic, train and eval disjoint, reference answers pass their own verifiers).
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use autodidact_evals::builtin::{self, NIAH_SIZES};
+use autodidact_evals::suite::Suite;
+use autodidact_evals::{Error, Verifier, VerifierKind};
+use autodidact_memory::Split;
+use autodidact_sandbox::{Sandbox, SandboxConfig};
+
+fn line_error(text: &str) -> (usize, String) {
+    match Suite::parse("s", "s.jsonl", text) {
+        Err(Error::Suite { line, message, .. }) => (line, message),
+        other => panic!("expected a suite error, got {other:?}"),
+    }
+}
+
+#[test]
+fn suite_file_errors_name_the_line() {
+    let good = r#"{"id":"a","family":"f","prompt":"p","answer":"1","verifier":"numeric"}"#;
+    let cases = [
+        ("{not json", "not JSON"),
+        (r#"[1,2]"#, "JSON object"),
+        (r#"{"family":"f","prompt":"p","answer":"1","verifier":"numeric"}"#, "`id` is missing"),
+        (r#"{"id":"b","family":"f","prompt":"p","answer":"1","verifier":"regex"}"#, "unknown verifier `regex`"),
+        (r#"{"id":"b","family":"f","prompt":"p","answer":[1],"verifier":"exact"}"#, "`answer` must be a string or a number"),
+        (r#"{"id":"b","family":"f","prompt":"p","answer":"1","verifier":"python"}"#, "needs a `check`"),
+        (r#"{"id":"b","family":"f","prompt":"p","answer":"1","verifier":"exact","check":"def check(a): return True"}"#, "only for the python verifier"),
+        (r#"{"id":"b","family":"f","prompt":"p","answer":"1","verifier":"exact","split":"test"}"#, "`train` or `eval`"),
+        (r#"{"id":"b","family":"f","prompt":"","answer":"1","verifier":"exact"}"#, "`prompt` is empty"),
+        (r#"{"id":"a","family":"f","prompt":"p","answer":"1","verifier":"exact"}"#, "duplicate id `a`"),
+    ];
+    for (bad, want) in cases {
+        let (line, message) = line_error(&format!("{good}\n\n{bad}\n"));
+        assert_eq!(line, 3, "{bad}");
+        assert!(message.contains(want), "{bad}: {message}");
+    }
+    let e = Suite::parse("s", "s.jsonl", "\n\n").unwrap_err().to_string();
+    assert!(e.contains("no items"), "{e}");
+}
+
+#[test]
+fn suite_files_round_trip_with_defaults() {
+    let text = r#"{"id":"a","family":"f","prompt":"p","answer":42,"verifier":"numeric","note":"ignored"}
+{"id":"b","family":"g","prompt":"q","context":"long text","answer":"x","verifier":"contains","split":"train"}"#;
+    let suite = Suite::parse("s", "s.jsonl", text).unwrap();
+    assert_eq!(suite.items[0].answer, "42");
+    assert_eq!(suite.items[0].split, Split::Eval);
+    assert_eq!(suite.items[1].split, Split::Train);
+    assert_eq!(suite.items[1].context.as_deref(), Some("long text"));
+    let again = Suite::parse("s", "s.jsonl", &suite.to_jsonl()).unwrap();
+    assert_eq!(again, suite);
+}
+
+#[test]
+fn generators_are_deterministic_and_splits_are_disjoint() {
+    for name in ["toy", "arith", "integrals", "countdown"] {
+        let eval = builtin::generate(name, Split::Eval, 200).unwrap();
+        assert_eq!(eval, builtin::generate(name, Split::Eval, 200).unwrap(), "{name} is not deterministic");
+        let train = builtin::generate(name, Split::Train, 200).unwrap();
+        let held: HashSet<_> = builtin::generate(name, Split::Eval, builtin::EVAL_GUARD).unwrap().items.into_iter().map(|i| i.prompt).collect();
+        assert!(train.items.iter().all(|i| !held.contains(&i.prompt) && i.split == Split::Train), "{name}: a train item is an eval item");
+        let ids: HashSet<_> = eval.items.iter().map(|i| &i.id).collect();
+        assert_eq!(ids.len(), 200, "{name}: ids repeat");
+    }
+    assert!(matches!(builtin::generate("nope", Split::Eval, 1), Err(Error::UnknownSuite(_))));
+}
+
+#[test]
+fn numeric_references_pass_their_own_verifier() {
+    for name in ["toy", "arith"] {
+        for item in builtin::generate(name, Split::Eval, 50).unwrap().items {
+            assert!(autodidact_evals::verify::numeric_matches(&item.answer, &item.answer));
+            assert!(item.answer.parse::<i64>().is_ok(), "{name}: {}", item.answer);
+        }
+    }
+    // Spot-check arith against hand-computed Python semantics.
+    let item = &builtin::generate("arith", Split::Eval, 1).unwrap().items[0];
+    assert!(item.prompt.starts_with("Compute "), "{}", item.prompt);
+}
+
+#[test]
+fn niah_hides_one_needle_in_haystacks_from_8kb_to_1mb() {
+    let suite = builtin::generate("niah", Split::Eval, NIAH_SIZES.len()).unwrap();
+    for (item, size) in suite.items.iter().zip(NIAH_SIZES) {
+        let hay = item.context.as_ref().unwrap();
+        assert!(hay.len() >= *size && hay.len() < size + 200, "{} vs {size}", hay.len());
+        assert_eq!(hay.matches("magic number").count(), 1);
+        assert!(hay.contains(&format!("is {}.", item.answer)));
+        assert_eq!(item.verifier, VerifierKind::Numeric);
+    }
+}
+
+#[test]
+fn gsm8k_comes_from_the_bootstrap_and_is_eval_only() {
+    let suite = builtin::generate("gsm8k", Split::Eval, 1319).unwrap();
+    assert_eq!(suite.items.len(), 1319);
+    assert_eq!(suite.items[0].answer, "18");
+    assert!(suite.items.iter().all(|i| i.answer.parse::<f64>().is_ok()), "an answer is not a number");
+    let e = builtin::generate("gsm8k", Split::Train, 10).unwrap_err().to_string();
+    assert!(e.contains("eval-only"), "{e}");
+}
+
+#[tokio::test]
+async fn python_references_pass_their_own_checks() {
+    let sandbox = Sandbox::open(&SandboxConfig::from_env()).unwrap();
+    for name in ["integrals", "countdown"] {
+        for item in builtin::generate(name, Split::Eval, 6).unwrap().items {
+            let v = Verifier::new(&item, Some(sandbox.clone())).with_deadline(Duration::from_secs(30));
+            assert!(v.passes(&item.answer).await, "{name} {}: reference {:?} fails its check", item.id, item.answer);
+            assert!(!v.passes("0").await, "{name} {}: `0` passes", item.id);
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! `autodidact eval`: a suite through the RLM runtime, scored by its verifiers, stored in
+//! memory with an eval record.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use autodidact_evals::{HarnessOptions, Report, Sample, Suite, builtin, run_suite};
+use autodidact_memory::{NewAdapter, Split, Store, default_url};
+use autodidact_policies::Policy;
+use autodidact_runtime::model::{self, LanguageModel, ModelSpec, OpenOptions};
+use autodidact_runtime::rlm::{Agent, MemoryLog};
+use autodidact_sandbox::{Sandbox, SandboxConfig};
+use clap::Args;
+use sha2::{Digest, Sha256};
+
+/// `autodidact eval` arguments.
+#[derive(Args)]
+#[command(after_help = "Built-in suites: arith, integrals, niah, countdown, toy (generated from \
+    seeds; eval and train items never overlap) and gsm8k (the GSM8K test set, eval only). A suite \
+    file is JSONL: id, family, prompt, [context], answer, verifier (numeric|exact|contains|python), \
+    [check], [split]. The exit code is 0 whenever the harness worked, whatever the score.")]
+pub struct EvalArgs {
+    /// A built-in suite.
+    #[arg(long, conflicts_with = "suite_file", required_unless_present = "suite_file")]
+    suite: Option<String>,
+    /// A suite file (JSONL).
+    #[arg(long, value_name = "FILE")]
+    suite_file: Option<PathBuf>,
+    /// Run at most the first N items (built-in suites default to 50; niah 10, integrals 30).
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
+    /// Samples per item, for pass@k. With k > 1 and a greedy policy, temperature 0.8 is used.
+    #[arg(long, default_value_t = 1)]
+    k: u32,
+    /// The adapter: a GGUF LoRA file, `promoted` (the registry's promoted adapter, or the base
+    /// model when none is promoted) or `none` (the base model).
+    #[arg(long, default_value = "promoted", value_name = "FILE|promoted|none")]
+    adapter: String,
+    /// The model: `smollm2` (default), `path/to/file.gguf`, `openai:URL#MODEL` or `scripted:PATH`.
+    #[arg(long, default_value = "smollm2")]
+    model: String,
+    /// A policy TOML file (default: the built-in preset).
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
+    /// Runs in flight at once.
+    #[arg(long, default_value_t = 1)]
+    concurrency: usize,
+    /// Which items of the suite to run.
+    #[arg(long, default_value = "eval", value_parser = ["eval", "train"])]
+    split: String,
+    /// Let the agent retrieve past experience (off by default, so scores measure the model).
+    #[arg(long)]
+    experience: bool,
+    /// Print one JSON object: suite, n, pass_at_1, pass_at_k, k, mean_tokens, mean_latency_ms, by_family.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: EvalArgs) -> Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(run_async(args))
+}
+
+fn load_suite(args: &EvalArgs, split: Split) -> Result<Suite> {
+    let mut suite = match (&args.suite, &args.suite_file) {
+        (Some(name), _) => builtin::generate(name, split, args.limit.unwrap_or_else(|| builtin::default_size(name)))?,
+        (None, Some(path)) => Suite::load(path)?.split(split),
+        (None, None) => anyhow::bail!("give --suite NAME or --suite-file FILE"),
+    };
+    if let Some(n) = args.limit {
+        suite.items.truncate(n);
+    }
+    anyhow::ensure!(!suite.items.is_empty(), "suite `{}` has no {} items", suite.name, split.as_str());
+    Ok(suite)
+}
+
+/// Applies `--adapter` to `model` and returns the registered adapter's id, if any. A file that
+/// is not registered yet is registered as a `candidate` (by its SHA-256).
+pub(crate) async fn apply_adapter(which: &str, model: &Arc<dyn LanguageModel>, store: &Store, quiet: bool) -> Result<Option<String>> {
+    let (id, path) = match which {
+        "none" => return Ok(None),
+        "promoted" => match store.promoted_adapter().await? {
+            Some(a) => (a.id, PathBuf::from(a.spec.path)),
+            None => {
+                if !quiet {
+                    eprintln!("note: no adapter is promoted yet; evaluating the base model");
+                }
+                return Ok(None);
+            }
+        },
+        file => {
+            let path = PathBuf::from(file);
+            let sha = sha256_file(&path)?;
+            let known = store.adapters().await?.into_iter().find(|a| a.spec.sha256 == sha);
+            let id = match known {
+                Some(a) => a.id,
+                None => {
+                    let new = NewAdapter { parent_id: None, path: path.canonicalize()?.display().to_string(), sha256: sha, metrics: serde_json::json!({"registered_by": "eval"}) };
+                    store.writer().register_adapter(new).await?.committed().await?
+                }
+            };
+            (id, path)
+        }
+    };
+    let handle = model.load_adapter(&path).await.with_context(|| format!("cannot load adapter {}", path.display()))?;
+    model.set_adapter(Some((handle, 1.0))).await?;
+    Ok(Some(id))
+}
+
+fn sha256_file(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read adapter {}", path.display()))?;
+    Ok(Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect())
+}
+
+async fn run_async(args: EvalArgs) -> Result<ExitCode> {
+    let split: Split = args.split.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let suite = load_suite(&args, split)?;
+    let mut policy = match &args.policy {
+        Some(p) => Policy::load(p)?,
+        None => Policy::preset_default(),
+    };
+    policy.experience.retrieve = args.experience;
+    if args.k > 1 && policy.budget.temperature == 0.0 {
+        eprintln!("note: k = {} samples need sampling; using temperature 0.8 instead of the policy's 0", args.k);
+        policy.budget.temperature = 0.8;
+    }
+    let sandbox = Sandbox::open(&SandboxConfig::from_env())?;
+    let store = Arc::new(Store::open(&default_url()).await?);
+    for w in store.warnings() {
+        eprintln!("warning: {w}");
+    }
+    let model = model::open(&ModelSpec::parse(&args.model)?, &OpenOptions::default()).await?;
+    let adapter_id = apply_adapter(&args.adapter, &model, &store, args.json).await?;
+    let memory = MemoryLog { writer: store.writer(), store: store.clone() };
+    // No memory_search tool: past runs hold answers, and scores must measure the model.
+    let mut agent = Agent::new(model.clone(), sandbox.clone(), policy.clone())?.with_memory(memory).with_name("eval");
+    if !policy.recursion.sub_model.is_empty() {
+        agent = agent.with_sub_model(model::open(&ModelSpec::parse(&policy.recursion.sub_model)?, &OpenOptions::default()).await?);
+    }
+    let total = suite.items.len() as u64 * u64::from(args.k.max(1));
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed} < {eta}] {msg}").expect("valid template"));
+    let passed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (b, p) = (bar.clone(), passed.clone());
+    let on_sample = Arc::new(move |done: usize, _total: usize, s: &Sample| {
+        let n = p.fetch_add(u64::from(s.passed), std::sync::atomic::Ordering::Relaxed) + u64::from(s.passed);
+        b.set_position(done as u64);
+        b.set_message(format!("{}: {} passed so far", suite_label(s), n));
+    });
+    let opts = HarnessOptions { k: args.k, concurrency: args.concurrency, adapter_id, writer: Some(store.writer()), sandbox, on_sample: Some(on_sample) };
+    let report = run_suite(Arc::new(agent), &suite, &opts).await?;
+    bar.finish_and_clear();
+    store.flush().await?;
+    let errors = report.host_errors();
+    if let Some(first) = errors.first() {
+        eprintln!("warning: {} of the samples failed on the host side; the first: {}", errors.len(), first.stop);
+    }
+    if args.json {
+        println!("{}", report.summary());
+    } else {
+        print_table(&report);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn suite_label(s: &Sample) -> String {
+    s.item.clone()
+}
+
+fn print_table(r: &Report) {
+    println!("suite {}: {} items, k = {}", r.suite, r.n, r.k);
+    println!("{:<14} {:>5} {:>8} {:>8}", "family", "n", "pass@1", format!("pass@{}", r.k));
+    for (family, s) in &r.by_family {
+        println!("{family:<14} {:>5} {:>8.3} {:>8.3}", s.n, s.pass_at_1, s.pass_at_k);
+    }
+    println!("{:<14} {:>5} {:>8.3} {:>8.3}", "all", r.n, r.pass_at_1, r.pass_at_k);
+    println!("mean tokens {:.0}, mean latency {:.0} ms per sample", r.mean_tokens, r.mean_latency_ms);
+    if let Some(id) = &r.eval_id {
+        println!("eval record {id}; runs: autodidact memory runs");
+    }
+}
