@@ -41,7 +41,8 @@ pub struct EvalArgs {
     /// The model: `smollm2` (default), `path/to/file.gguf`, `openai:URL#MODEL` or `scripted:PATH`.
     #[arg(long, default_value = "smollm2")]
     model: String,
-    /// A policy TOML file (default: the built-in preset).
+    /// A policy TOML file (default: the built-in `eval` preset: 4 turns of 256 tokens, 2 minutes
+    /// per run, no tools, no retrieval).
     #[arg(long, value_name = "FILE")]
     policy: Option<PathBuf>,
     /// Runs in flight at once.
@@ -119,7 +120,7 @@ async fn run_async(args: EvalArgs) -> Result<ExitCode> {
     let suite = load_suite(&args, split)?;
     let mut policy = match &args.policy {
         Some(p) => Policy::load(p)?,
-        None => Policy::preset_default(),
+        None => Policy::preset_eval(),
     };
     policy.experience.retrieve = args.experience;
     if args.k > 1 && policy.budget.temperature == 0.0 {

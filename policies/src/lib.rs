@@ -26,6 +26,9 @@ use serde::Deserialize;
 /// The text of the built-in default preset, `policies/presets/default.toml`.
 pub const DEFAULT_PRESET: &str = include_str!("../presets/default.toml");
 
+/// The text of the evaluation preset, `policies/presets/eval.toml`: short runs, no retrieval.
+pub const EVAL_PRESET: &str = include_str!("../presets/eval.toml");
+
 /// A whole policy file.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -265,6 +268,11 @@ impl Policy {
             .expect("the default preset is checked by a test")
     }
 
+    /// The built-in evaluation policy (`presets/eval.toml`): short runs and no retrieval.
+    pub fn preset_eval() -> Self {
+        Self::parse(EVAL_PRESET, Path::new("presets/eval.toml")).expect("the eval preset is checked by a test")
+    }
+
     /// Parses policy text; `path` only labels errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self, Error> {
         let policy: Policy = toml::from_str(text).map_err(|e| {
@@ -405,6 +413,8 @@ mod tests {
     fn default_preset_parses_and_equals_the_defaults() {
         let p = Policy::preset_default();
         assert_eq!(p, Policy::default());
+        let e = Policy::preset_eval();
+        assert!(!e.experience.retrieve && e.recursion.max_iterations < p.recursion.max_iterations);
     }
 
     #[test]
