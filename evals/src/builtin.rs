@@ -72,7 +72,7 @@ pub fn generate(name: &str, split: Split, n: usize) -> Result<Suite> {
 }
 
 fn item(family: &str, prompt: String, answer: String, verifier: VerifierKind) -> Item {
-    Item { id: String::new(), family: family.into(), prompt, context: None, answer, verifier, check: None, split: Split::Eval }
+    Item { id: String::new(), family: family.into(), prompt, context: None, answer, verifier, check: None, split: Split::Eval, parent_id: None }
 }
 
 /// Small sums and products: the family the trainer learns first.
@@ -83,7 +83,12 @@ fn toy(r: &mut Rng, _: usize) -> Item {
         1 => ("-", a - b),
         _ => ("*", a * b),
     };
-    item("toy", format!("What is {a} {op} {b}?"), v.to_string(), VerifierKind::Numeric)
+    toy_item(&format!("{a} {op} {b}"), v)
+}
+
+/// A `toy` item asking for `expr`, whose value is `value`.
+pub fn toy_item(expr: &str, value: i64) -> Item {
+    item("toy", format!("What is {expr}?"), value.to_string(), VerifierKind::Numeric)
 }
 
 /// Multi-step integer arithmetic with Python's `//` and `%`, best done in the REPL.
@@ -95,8 +100,28 @@ fn arith(r: &mut Rng, _: usize) -> Item {
         2 => (format!("({a} + {c}) * ({b} - {e}) % {d}"), floor_mod((a + c) * (b - e), d)),
         _ => (format!("{b} ** 3 - {a} * {d} + {c} // {e}"), b * b * b - a * d + floor_div(c, e)),
     };
+    arith_item(&expr, v)
+}
+
+/// An `arith` item asking for `expr`, whose value is `value`.
+pub fn arith_item(expr: &str, value: i64) -> Item {
     let prompt = format!("Compute {expr}. Use Python's meaning of the operators: // is floor division and % is the remainder.");
-    item("arith", prompt, v.to_string(), VerifierKind::Numeric)
+    item("arith", prompt, value.to_string(), VerifierKind::Numeric)
+}
+
+/// The expression at the heart of a built-in `toy`, `arith` or `integrals` prompt (what LADDER
+/// rewrites), if the prompt has the built-in shape.
+pub fn core_expression(item: &Item) -> Option<String> {
+    let between = |start: &str, end: &str| {
+        let rest = item.prompt.split_once(start)?.1;
+        Some(rest.split_once(end)?.0.trim().to_owned())
+    };
+    match item.family.as_str() {
+        "toy" => between("What is ", "?"),
+        "arith" => between("Compute ", ". Use Python"),
+        "integrals" => between("f(x) = ", ". Answer"),
+        _ => None,
+    }
 }
 
 fn floor_div(a: i64, b: i64) -> i64 {
@@ -179,10 +204,14 @@ fn integrals(r: &mut Rng, i: usize) -> Item {
         f.push(t);
         big_f.push(a);
     }
-    let integrand = f.join(" + ");
+    integrals_item(&f.join(" + "), &big_f.join(" + "))
+}
+
+/// An `integrals` item for `integrand`, with a reference antiderivative.
+pub fn integrals_item(integrand: &str, antiderivative: &str) -> Item {
     let prompt = format!("Find an antiderivative F(x) of f(x) = {integrand}. Answer with the expression for F(x) in SymPy syntax, without the constant.");
-    let mut it = item("integrals", prompt, big_f.join(" + "), VerifierKind::Python);
-    it.check = Some(integral_check(&integrand));
+    let mut it = item("integrals", prompt, antiderivative.to_owned(), VerifierKind::Python);
+    it.check = Some(integral_check(integrand));
     it
 }
 

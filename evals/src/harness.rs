@@ -36,6 +36,8 @@ pub struct HarnessOptions {
     pub sandbox: Sandbox,
     /// Progress.
     pub on_sample: Option<OnSample>,
+    /// Items whose task is already in memory (item id -> task id); the others get new tasks.
+    pub existing_tasks: std::collections::HashMap<String, String>,
 }
 
 /// One attempt at one item.
@@ -113,6 +115,8 @@ pub struct Report {
     pub items: Vec<ItemResult>,
     /// The eval record's id in memory.
     pub eval_id: Option<String>,
+    /// GRPO groups stored (train items with two or more logged samples).
+    pub groups: usize,
 }
 
 impl Report {
@@ -144,9 +148,10 @@ pub async fn run_suite(agent: Arc<Agent>, suite: &Suite, opts: &HarnessOptions) 
     let k = opts.k.max(1);
     let mut task_ids = Vec::with_capacity(suite.items.len());
     for item in &suite.items {
-        task_ids.push(match &opts.writer {
-            Some(w) => Some(w.add_task(new_task(&suite.name, item)).await?.committed().await?),
-            None => None,
+        task_ids.push(match (&opts.writer, opts.existing_tasks.get(&item.id)) {
+            (_, Some(id)) => Some(id.clone()),
+            (Some(w), None) => Some(w.add_task(new_task(&suite.name, item)).await?.committed().await?),
+            (None, None) => None,
         });
     }
     let jobs: Vec<(usize, u32)> = (0..suite.items.len()).flat_map(|i| (0..k).map(move |s| (i, s))).collect();
@@ -179,6 +184,7 @@ pub async fn run_suite(agent: Arc<Agent>, suite: &Suite, opts: &HarnessOptions) 
     }
     drop(results);
     let mut items = Vec::with_capacity(suite.items.len());
+    let mut groups = 0;
     for ((item, mut samples), task_id) in suite.items.iter().zip(by_item).zip(task_ids) {
         samples.sort_by_key(|(s, _)| *s);
         let samples: Vec<Sample> = samples.into_iter().map(|(_, s)| s).collect();
@@ -186,6 +192,7 @@ pub async fn run_suite(agent: Arc<Agent>, suite: &Suite, opts: &HarnessOptions) 
             let runs: Vec<String> = samples.iter().filter_map(|s| s.run_id.clone()).collect();
             if runs.len() >= 2 {
                 w.add_group(task, opts.adapter_id.as_deref(), &runs).await?.committed().await?;
+                groups += 1;
             }
         }
         items.push(ItemResult { id: item.id.clone(), family: item.family.clone(), task_id, samples });
@@ -209,7 +216,7 @@ pub async fn run_suite(agent: Arc<Agent>, suite: &Suite, opts: &HarnessOptions) 
         }
         None => None,
     };
-    Ok(Report { eval_id, ..report })
+    Ok(Report { eval_id, groups, ..report })
 }
 
 async fn sample(agent: &Arc<Agent>, item: &Item, task: TaskInput) -> Sample {
@@ -238,14 +245,14 @@ async fn sample(agent: &Arc<Agent>, item: &Item, task: TaskInput) -> Sample {
     }
 }
 
-fn new_task(suite: &str, item: &Item) -> NewTask {
+pub(crate) fn new_task(suite: &str, item: &Item) -> NewTask {
     NewTask {
         family: item.family.clone(),
         prompt: item.prompt.clone(),
         context_ref: item.context.as_ref().map(|c| format!("suite {suite} item {}: {} chars", item.id, c.chars().count())),
         answer_spec: item.answer_spec(),
         split: item.split,
-        parent_id: None,
+        parent_id: item.parent_id.clone(),
         difficulty: None,
         source: format!("suite:{suite}"),
     }
@@ -275,5 +282,6 @@ pub fn summarise(suite: &str, k: u32, items: Vec<ItemResult>) -> Report {
         by_family,
         items,
         eval_id: None,
+        groups: 0,
     }
 }

@@ -8,9 +8,11 @@
 //!   `countdown`, `toy`) and the GSM8K test set from the bootstrap.
 //! - [`passk`]: the unbiased pass@k estimator.
 //! - [`harness`]: runs a suite, stores every run and the eval record in memory.
+//! - [`ladder`]: LADDER variant trees, verified in the sandbox and solved in groups.
 
 pub mod builtin;
 pub mod harness;
+pub mod ladder;
 pub mod passk;
 pub mod suite;
 pub mod verify;

@@ -7,7 +7,8 @@
 //! ```
 //!
 //! `context` (a string bound as `context` in the REPL) and `split` (`eval` by default) are
-//! optional. `answer` may be a JSON string or number. Unknown fields are ignored, so other
+//! optional, and so is `parent_id` (the memory task a LADDER variant came from). `answer` may
+//! be a JSON string or number. Unknown fields are ignored, so other
 //! tools can annotate lines. Every error names the file and the line.
 
 use std::collections::HashSet;
@@ -74,6 +75,8 @@ pub struct Item {
     pub check: Option<String>,
     /// Train or eval.
     pub split: Split,
+    /// The memory task this item is a LADDER variant of, if any.
+    pub parent_id: Option<String>,
 }
 
 impl Item {
@@ -88,6 +91,9 @@ impl Item {
         }
         if let Some(c) = &self.check {
             v["check"] = json!(c);
+        }
+        if let Some(p) = &self.parent_id {
+            v["parent_id"] = json!(p);
         }
         v.to_string()
     }
@@ -185,5 +191,6 @@ fn parse_item(obj: &Map<String, Value>) -> Result<Item, String> {
         Some("train") => Split::Train,
         Some(other) => return Err(format!("`split` must be `train` or `eval`, not `{other}`")),
     };
-    Ok(Item { id, family, prompt, context, answer, verifier, check, split })
+    let parent_id = text("parent_id", false)?;
+    Ok(Item { id, family, prompt, context, answer, verifier, check, split, parent_id })
 }

@@ -40,7 +40,7 @@ async fn pass_at_k_and_memory_records() {
     let suite = Suite::parse("mini", "mini.jsonl", SUITE).unwrap();
     // Concurrency 1 keeps the order: item a (2 samples), b, c, d.
     let replies: Vec<String> = ["5", "6", "7", "9", "paris", "Paris", "no", "yes"].iter().map(|a| reply(a)).collect();
-    let opts = HarnessOptions { k: 2, concurrency: 1, adapter_id: None, writer: Some(store.writer()), sandbox: sandbox.clone(), on_sample: None };
+    let opts = HarnessOptions { k: 2, concurrency: 1, adapter_id: None, writer: Some(store.writer()), sandbox: sandbox.clone(), on_sample: None, existing_tasks: Default::default() };
     let report = run_suite(agent(&replies, &store, &sandbox), &suite, &opts).await.unwrap();
     store.flush().await.unwrap();
 
@@ -80,7 +80,7 @@ async fn train_items_with_several_samples_become_groups() {
     let text = r#"{"id":"t","family":"add","prompt":"What is 1 + 1?","answer":"2","verifier":"numeric","split":"train"}"#;
     let suite = Suite::parse("train", "train.jsonl", text).unwrap();
     let replies: Vec<String> = ["2", "3", "2"].iter().map(|a| reply(a)).collect();
-    let opts = HarnessOptions { k: 3, concurrency: 1, adapter_id: None, writer: Some(store.writer()), sandbox: sandbox.clone(), on_sample: None };
+    let opts = HarnessOptions { k: 3, concurrency: 1, adapter_id: None, writer: Some(store.writer()), sandbox: sandbox.clone(), on_sample: None, existing_tasks: Default::default() };
     let report = run_suite(agent(&replies, &store, &sandbox), &suite, &opts).await.unwrap();
     store.flush().await.unwrap();
     let groups = store.untrained_groups(10).await.unwrap();
