@@ -7,6 +7,7 @@
 mod memory_cmd;
 mod bench_cmd;
 mod eval_cmd;
+mod ladder_cmd;
 mod generate_cmd;
 mod run_cmd;
 mod sandbox_cmd;
@@ -38,6 +39,8 @@ enum Command {
     Generate(generate_cmd::GenerateArgs),
     /// Evaluate a suite through the agent: pass@1, pass@k, tokens, latency, per family; stored in memory.
     Eval(eval_cmd::EvalArgs),
+    /// LADDER: variant trees of easier problems, verified in the sandbox, solved in groups for training.
+    Ladder(ladder_cmd::LadderArgs),
     /// Benchmarks, reported as medians: `model` (later `train`, `serve`).
     #[command(subcommand)]
     Bench(bench_cmd::BenchCmd),
@@ -52,6 +55,7 @@ fn main() -> std::process::ExitCode {
         Command::Generate(args) => generate_cmd::run(args),
         Command::Bench(cmd) => bench_cmd::run(cmd),
         Command::Eval(args) => eval_cmd::run(args),
+        Command::Ladder(args) => ladder_cmd::run(args),
     };
     match result {
         Ok(code) => code,

@@ -157,7 +157,8 @@ pub async fn run_ladder(agent: Arc<Agent>, model: Arc<dyn LanguageModel>, seeds:
                         continue;
                     }
                 };
-                let candidates = candidates(&reply);
+                let candidates = candidates(&reply, &seed.family);
+                say(opts, &format!("{} candidate lines for {parent_id} at temperature {temperature}: {:?}", candidates.len(), reply.chars().take(400).collect::<String>()));
                 report.variants_generated += candidates.len();
                 let mut kept = 0;
                 for cand in candidates {
@@ -234,9 +235,19 @@ fn say(opts: &LadderOptions, msg: &str) {
 
 /// The variant-writing prompt: the problem, 3–5 sampled hints, and the output format.
 pub fn variant_prompt(family: &str, expr: &str, n: u32, rng: &mut Rng) -> String {
-    let (hints, what, form) = match family {
-        "integrals" => (INTEGRAL_HINTS, format!("find an antiderivative of f(x) = {expr}"), "a SymPy expression in x, such as 3*x**2 + sin(x)"),
-        _ => (ARITH_HINTS, format!("compute {expr}"), "an arithmetic expression with integers, such as (12 + 5) * 3"),
+    let (hints, what, form, example) = match family {
+        "integrals" => (
+            INTEGRAL_HINTS,
+            format!("find an antiderivative of f(x) = {expr}"),
+            "a SymPy expression in x",
+            "For f(x) = 6*x**3 + 4*sin(2*x), easier variants are:\n6*x**2\n4*sin(x)\nx**3 + sin(x)",
+        ),
+        _ => (
+            ARITH_HINTS,
+            format!("compute {expr}"),
+            "an arithmetic expression with integers",
+            "For (48 * 17 - 250) // 6, easier variants are:\n48 * 17 - 250\n(48 - 25) // 6\n17 * 6",
+        ),
     };
     let mut pool: Vec<Hint> = hints.to_vec();
     rng.shuffle(&mut pool);
@@ -245,13 +256,20 @@ pub fn variant_prompt(family: &str, expr: &str, n: u32, rng: &mut Rng) -> String
     pool.sort_by_key(|h| h.1);
     let hints: Vec<&str> = pool.iter().map(|h| h.0).collect();
     format!(
-        "Here is a problem: {what}.\nWrite {n} easier variants of it. To make a variant easier: {}.\nWrite each variant on its own line, as {form}. Write nothing else.",
+        "{example}\n\nHere is a problem: {what}.\nWrite {n} easier variants of it. To make a variant easier: {}.\nWrite each variant on its own line, as {form}. Write nothing else.",
         hints.join("; ")
     )
 }
 
-/// Candidate variants in a reply: one per line, numbering (`1.`, `2)`) and bullets stripped.
-pub fn candidates(reply: &str) -> Vec<String> {
+/// Names a span of an `integrals` candidate may contain.
+const MATH_NAMES: &[&str] = &["x", "sin", "cos", "tan", "exp", "log", "ln", "sqrt", "pi", "e"];
+
+/// Candidate variants in a reply. Small models wrap expressions in prose, so every line
+/// (numbering and bullets stripped) is cut into maximal spans of formula characters (digits,
+/// operators, parentheses and, for integrals, [`MATH_NAMES`]); a span is a candidate when its
+/// parentheses balance and it has an `x` (integrals) or an operator (arithmetic).
+pub fn candidates(reply: &str, family: &str) -> Vec<String> {
+    let integrals = family == "integrals";
     let mut out = Vec::new();
     for line in reply.lines() {
         let mut t = line.trim().trim_matches('`').trim_matches('$').trim();
@@ -262,12 +280,55 @@ pub fn candidates(reply: &str) -> Vec<String> {
         for bullet in ["- ", "* ", "\u{2022} "] {
             t = t.strip_prefix(bullet).unwrap_or(t);
         }
-        if t.is_empty() || t.len() > 200 || t.ends_with(':') {
-            continue;
+        for span in formula_spans(t, integrals) {
+            let span = span.trim().trim_end_matches('.').trim();
+            let balanced = span.matches('(').count() == span.matches(')').count();
+            let has_op = span.chars().skip(1).any(|c| "+-*/^%".contains(c));
+            let bare_x = span.trim_matches(['(', ')', ' ']) == "x"; // usually the `(x)` of `f(x)`
+            let keep = if integrals { span.contains('x') && !bare_x } else { has_op && span.chars().any(|c| c.is_ascii_digit()) };
+            if keep && balanced && span.len() <= 200 {
+                out.push(span.to_owned());
+            }
         }
-        out.push(t.to_owned());
     }
     out
+}
+
+/// Maximal runs of formula characters in `line`; an identifier outside the allowlist (a word
+/// of prose) or any other character ends a run.
+fn formula_spans(line: &str, names: bool) -> Vec<String> {
+    let mut spans = Vec::new();
+    let mut cur = String::new();
+    let chars: Vec<char> = line.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c.is_ascii_alphabetic() {
+            let word: String = chars[i..].iter().take_while(|c| c.is_ascii_alphanumeric() || **c == '_').collect();
+            // `4x` and `2x**2` come through as one word: digits before the name are fine.
+            if names && MATH_NAMES.contains(&word.as_str()) {
+                cur.push_str(&word);
+            } else if !cur.trim().is_empty() {
+                spans.push(std::mem::take(&mut cur));
+            } else {
+                cur.clear();
+            }
+            i += word.chars().count();
+            continue;
+        }
+        if c.is_ascii_digit() || "+-*/^%(). ".contains(c) {
+            cur.push(c);
+        } else if !cur.trim().is_empty() {
+            spans.push(std::mem::take(&mut cur));
+        } else {
+            cur.clear();
+        }
+        i += 1;
+    }
+    if !cur.trim().is_empty() {
+        spans.push(cur);
+    }
+    spans
 }
 
 /// A verified variant.

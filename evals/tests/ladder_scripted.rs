@@ -20,8 +20,13 @@ fn fin(answer: &str) -> String {
 
 #[test]
 fn candidates_strip_numbering_and_bullets_only() {
-    let got = candidates("Here are variants:\n1. 3*x**2\n2) 2*sin(x)\n- x**3\n* 4*x\n`5*x`\n\n10. cos(x)");
+    let got = candidates("Here are variants:\n1. 3*x**2\n2) 2*sin(x)\n- x**3\n* 4*x\n`5*x`\n\n10. cos(x)", "integrals");
     assert_eq!(got, ["3*x**2", "2*sin(x)", "x**3", "4*x", "5*x", "cos(x)"]);
+    // Formulas inside prose are found; prose, unbalanced parentheses and bare numbers are not.
+    let got = candidates("1. Use one power: 3*x**2 + 4*x**3 is like 3*x*x - 4x.\nso 2*x = sin(x\nThe answer is 42.", "integrals");
+    assert_eq!(got, ["3*x**2 + 4*x**3", "3*x*x - 4x", "2*x"]);
+    let got = candidates("Try (12 + 5) * 3, or just 17 * 3. Not 17.", "arith");
+    assert_eq!(got, ["(12 + 5) * 3", "17 * 3"]);
 }
 
 #[tokio::test]
@@ -68,7 +73,9 @@ async fn variant_trees_are_verified_stored_and_solved() {
     let exprs: Vec<(&str, u32)> = report.nodes.iter().map(|n| (n.expression.as_str(), n.depth)).collect();
     assert_eq!(exprs, [("3*x**2", 1), ("2*cos(2*x)", 1), ("x**2", 2), ("cos(2*x)", 2), ("cos(x)", 2)]);
     assert_eq!(report.seeds, 1);
-    assert_eq!(report.variants_generated, 7 + 2 + 3, "every non-empty line is a candidate, \"Sure!\" too");
+    // Candidates with an x: five at depth 1 (not "Sure!" or "hello world"), one under 3*x**2
+    // (the constant 3 has no x), three under 2*cos(2*x).
+    assert_eq!(report.variants_generated, 5 + 1 + 3);
     assert_eq!(report.variants_verified, 5);
     assert_eq!(report.groups, 5);
     assert_eq!(report.solved_fraction_by_depth[&2], 1.0);

@@ -91,9 +91,12 @@ pub fn home_dir() -> PathBuf {
     }
 }
 
-/// The default store: `sqlite://$AUTODIDACT_HOME/memory.db`.
+/// The default store: `$AUTODIDACT_DB` when set, else `sqlite://$AUTODIDACT_HOME/memory.db`.
 pub fn default_url() -> String {
-    format!("sqlite://{}", home_dir().join("memory.db").display())
+    match std::env::var("AUTODIDACT_DB") {
+        Ok(url) if !url.is_empty() => url,
+        _ => format!("sqlite://{}", home_dir().join("memory.db").display()),
+    }
 }
 
 /// Milliseconds since the Unix epoch.
