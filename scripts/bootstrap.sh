@@ -12,7 +12,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 mkdir -p "$HOME_DIR/downloads"
 say() { printf 'bootstrap: %s\n' "$*" >&2; }
 
-# --- build tools (llama.cpp is built from source by llama-cpp-sys-2) -----------------------
+# --- system packages: build tools (llama.cpp is built from source by llama-cpp-sys-2) -------
 need=()
 for pair in cmake:cmake clang:clang; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair##*:}")
@@ -21,6 +21,8 @@ ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || need+=(libclang-dev)
 # reqwest's TLS (the openai backend) links OpenSSL, found through pkg-config.
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 [ -f /usr/include/openssl/ssl.h ] || need+=(libssl-dev)
+# Headless Chromium renders the HTML report in its test.
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
     say "installing ${need[*]} with apt-get"
     if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi

@@ -8,6 +8,7 @@ mod memory_cmd;
 mod bench_cmd;
 mod eval_cmd;
 mod ladder_cmd;
+mod report_cmd;
 mod generate_cmd;
 mod run_cmd;
 mod sandbox_cmd;
@@ -41,6 +42,8 @@ enum Command {
     Eval(eval_cmd::EvalArgs),
     /// LADDER: variant trees of easier problems, verified in the sandbox, solved in groups for training.
     Ladder(ladder_cmd::LadderArgs),
+    /// Write the HTML report: evals by adapter and suite, learning curves, pass@k, LADDER trees, transcripts.
+    Report(report_cmd::ReportArgs),
     /// Benchmarks, reported as medians: `model` (later `train`, `serve`).
     #[command(subcommand)]
     Bench(bench_cmd::BenchCmd),
@@ -56,6 +59,7 @@ fn main() -> std::process::ExitCode {
         Command::Bench(cmd) => bench_cmd::run(cmd),
         Command::Eval(args) => eval_cmd::run(args),
         Command::Ladder(args) => ladder_cmd::run(args),
+        Command::Report(args) => report_cmd::run(args),
     };
     match result {
         Ok(code) => code,

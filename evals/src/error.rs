@@ -32,6 +32,9 @@ pub enum Error {
         /// The file that should exist.
         path: PathBuf,
     },
+    /// A plot could not be drawn.
+    #[error("cannot draw a plot: {0}")]
+    Plot(String),
     /// The runtime failed (not the model's mistakes, which are data).
     #[error(transparent)]
     Runtime(#[from] autodidact_runtime::Error),

@@ -140,7 +140,8 @@ fn now_ms() -> i64 {
 }
 
 /// Runs every item of `suite` `opts.k` times through `agent`, concurrently, and stores the
-/// runs (through the agent's memory), the tasks and the eval record (through `opts.writer`).
+/// runs (through the agent's memory), the tasks and, when the suite has eval items, the eval
+/// record (through `opts.writer`).
 /// A sample whose run fails on the host is a failed sample with the error as its stop reason;
 /// only a memory failure is an `Err`.
 pub async fn run_suite(agent: Arc<Agent>, suite: &Suite, opts: &HarnessOptions) -> Result<Report> {
@@ -150,7 +151,7 @@ pub async fn run_suite(agent: Arc<Agent>, suite: &Suite, opts: &HarnessOptions) 
     for item in &suite.items {
         task_ids.push(match (&opts.writer, opts.existing_tasks.get(&item.id)) {
             (_, Some(id)) => Some(id.clone()),
-            (Some(w), None) => Some(w.add_task(new_task(&suite.name, item)).await?.committed().await?),
+            (Some(w), None) => Some(w.add_task(new_task(&format!("suite:{}", suite.name), item)).await?.committed().await?),
             (None, None) => None,
         });
     }
@@ -198,8 +199,10 @@ pub async fn run_suite(agent: Arc<Agent>, suite: &Suite, opts: &HarnessOptions) 
         items.push(ItemResult { id: item.id.clone(), family: item.family.clone(), task_id, samples });
     }
     let report = summarise(&suite.name, k, items);
+    // Only eval items make an eval record: solving train items (LADDER, rollouts) is not a score.
+    let is_eval = suite.items.iter().any(|i| i.split == Split::Eval);
     let eval_id = match &opts.writer {
-        Some(w) => {
+        Some(w) if is_eval => {
             let passed = report.items.iter().filter(|i| i.counts().1 > 0).count() as u64;
             let mut pass_at_k = BTreeMap::from([(1, report.pass_at_1)]);
             pass_at_k.insert(k, report.pass_at_k);
@@ -214,7 +217,7 @@ pub async fn run_suite(agent: Arc<Agent>, suite: &Suite, opts: &HarnessOptions) 
             };
             Some(w.record_eval(record).await?.committed().await?)
         }
-        None => None,
+        _ => None,
     };
     Ok(Report { eval_id, groups, ..report })
 }
@@ -245,16 +248,17 @@ async fn sample(agent: &Arc<Agent>, item: &Item, task: TaskInput) -> Sample {
     }
 }
 
-pub(crate) fn new_task(suite: &str, item: &Item) -> NewTask {
+/// The memory task for `item`, recorded as coming from `source` (`suite:NAME`, `ladder`).
+pub(crate) fn new_task(source: &str, item: &Item) -> NewTask {
     NewTask {
         family: item.family.clone(),
         prompt: item.prompt.clone(),
-        context_ref: item.context.as_ref().map(|c| format!("suite {suite} item {}: {} chars", item.id, c.chars().count())),
+        context_ref: item.context.as_ref().map(|c| format!("{source} item {}: {} chars", item.id, c.chars().count())),
         answer_spec: item.answer_spec(),
         split: item.split,
         parent_id: item.parent_id.clone(),
         difficulty: None,
-        source: format!("suite:{suite}"),
+        source: source.to_owned(),
     }
 }
 

@@ -134,7 +134,7 @@ pub async fn run_ladder(agent: Arc<Agent>, model: Arc<dyn LanguageModel>, seeds:
         };
         report.seeds += 1;
         let seed_task = match &opts.writer {
-            Some(w) => Some(w.add_task(new_task(&seeds.name, seed)).await?.committed().await?),
+            Some(w) => Some(w.add_task(new_task(&format!("suite:{}", seeds.name), seed)).await?.committed().await?),
             None => None,
         };
         let mut seen: HashSet<String> = HashSet::new();

@@ -9,11 +9,13 @@
 //! - [`passk`]: the unbiased pass@k estimator.
 //! - [`harness`]: runs a suite, stores every run and the eval record in memory.
 //! - [`ladder`]: LADDER variant trees, verified in the sandbox and solved in groups.
+//! - [`report`]: the self-contained HTML report with inline SVG plots.
 
 pub mod builtin;
 pub mod harness;
 pub mod ladder;
 pub mod passk;
+pub mod report;
 pub mod suite;
 pub mod verify;
 

@@ -331,6 +331,19 @@ impl Store {
         })
     }
 
+    /// Tasks from `source` (e.g. `ladder`, `suite:arith`), newest first, at most `limit`.
+    pub async fn tasks_from(&self, source: &str, limit: u64) -> Result<Vec<Task>> {
+        let rows: Vec<TaskRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "{TASK_COLS} WHERE source = $1 ORDER BY created_ms DESC, id DESC LIMIT $2"
+        )))
+        .bind(source)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| Error::query("listing tasks", e))?;
+        rows.into_iter().map(TaskRow::into_task).collect()
+    }
+
     /// A task by id.
     pub async fn task(&self, id: &str) -> Result<Task> {
         let row: Option<TaskRow> =
