@@ -150,7 +150,7 @@ async fn run_async(args: EvalArgs) -> Result<ExitCode> {
         b.set_position(done as u64);
         b.set_message(format!("{}: {} passed so far", suite_label(s), n));
     });
-    let opts = HarnessOptions { k: args.k, concurrency: args.concurrency, adapter_id, writer: Some(store.writer()), sandbox, on_sample: Some(on_sample), existing_tasks: Default::default() };
+    let opts = HarnessOptions { k: args.k, concurrency: args.concurrency, adapter_id, writer: Some(store.writer()), sandbox, on_sample: Some(on_sample), lessons: false, existing_tasks: Default::default() };
     let report = run_suite(Arc::new(agent), &suite, &opts).await?;
     bar.finish_and_clear();
     store.flush().await?;

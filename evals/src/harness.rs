@@ -36,6 +36,9 @@ pub struct HarnessOptions {
     pub sandbox: Sandbox,
     /// Progress.
     pub on_sample: Option<OnSample>,
+    /// After each stored group with both a pass and a failure, let the agent write a lesson to
+    /// `experiences` (training-free GRPO).
+    pub lessons: bool,
     /// Items whose task is already in memory (item id -> task id); the others get new tasks.
     pub existing_tasks: std::collections::HashMap<String, String>,
 }
@@ -194,6 +197,10 @@ pub async fn run_suite(agent: Arc<Agent>, suite: &Suite, opts: &HarnessOptions) 
             if runs.len() >= 2 {
                 w.add_group(task, opts.adapter_id.as_deref(), &runs).await?.committed().await?;
                 groups += 1;
+                if opts.lessons {
+                    let attempts: Vec<(String, f64)> = samples.iter().filter_map(|s| Some((s.run_id.clone()?, f64::from(u8::from(s.passed))))).collect();
+                    agent.write_lesson(&item.prompt, &attempts).await?;
+                }
             }
         }
         items.push(ItemResult { id: item.id.clone(), family: item.family.clone(), task_id, samples });

@@ -210,6 +210,7 @@ async fn solve(agent: Arc<Agent>, report: &mut LadderReport, opts: &LadderOption
         writer: opts.writer.clone(),
         sandbox: opts.sandbox.clone(),
         on_sample: None,
+        lessons: true,
         existing_tasks: existing,
     };
     let solved = run_suite(agent, &suite, &hopts).await?;

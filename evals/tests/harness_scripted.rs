@@ -40,7 +40,7 @@ async fn pass_at_k_and_memory_records() {
     let suite = Suite::parse("mini", "mini.jsonl", SUITE).unwrap();
     // Concurrency 1 keeps the order: item a (2 samples), b, c, d.
     let replies: Vec<String> = ["5", "6", "7", "9", "paris", "Paris", "no", "yes"].iter().map(|a| reply(a)).collect();
-    let opts = HarnessOptions { k: 2, concurrency: 1, adapter_id: None, writer: Some(store.writer()), sandbox: sandbox.clone(), on_sample: None, existing_tasks: Default::default() };
+    let opts = HarnessOptions { k: 2, concurrency: 1, adapter_id: None, writer: Some(store.writer()), sandbox: sandbox.clone(), on_sample: None, lessons: false, existing_tasks: Default::default() };
     let report = run_suite(agent(&replies, &store, &sandbox), &suite, &opts).await.unwrap();
     store.flush().await.unwrap();
 
@@ -79,8 +79,9 @@ async fn train_items_with_several_samples_become_groups() {
     let store = store("groups").await;
     let text = r#"{"id":"t","family":"add","prompt":"What is 1 + 1?","answer":"2","verifier":"numeric","split":"train"}"#;
     let suite = Suite::parse("train", "train.jsonl", text).unwrap();
-    let replies: Vec<String> = ["2", "3", "2"].iter().map(|a| reply(a)).collect();
-    let opts = HarnessOptions { k: 3, concurrency: 1, adapter_id: None, writer: Some(store.writer()), sandbox: sandbox.clone(), on_sample: None, existing_tasks: Default::default() };
+    let mut replies: Vec<String> = ["2", "3", "2"].iter().map(|a| reply(a)).collect();
+    replies.push("Compute the sum in the REPL before answering.".into());
+    let opts = HarnessOptions { k: 3, concurrency: 1, adapter_id: None, writer: Some(store.writer()), sandbox: sandbox.clone(), on_sample: None, lessons: true, existing_tasks: Default::default() };
     let report = run_suite(agent(&replies, &store, &sandbox), &suite, &opts).await.unwrap();
     store.flush().await.unwrap();
     let groups = store.untrained_groups(10).await.unwrap();
@@ -88,4 +89,9 @@ async fn train_items_with_several_samples_become_groups() {
     let rewards: Vec<Option<f64>> = groups[0].runs.iter().map(|r| r.reward).collect();
     assert_eq!(rewards, vec![Some(1.0), Some(0.0), Some(1.0)]);
     assert_eq!(groups[0].task.id, *report.items[0].task_id.as_ref().unwrap());
+    // The mixed group taught one lesson (training-free GRPO), stored with its source runs.
+    let lessons = store.experiences(10).await.unwrap();
+    assert_eq!(lessons.len(), 1);
+    assert!(lessons[0].spec.text.contains("Compute the sum in the REPL"), "{}", lessons[0].spec.text);
+    assert_eq!(lessons[0].spec.source_runs.len(), 3);
 }

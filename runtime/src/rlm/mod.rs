@@ -227,6 +227,7 @@ impl Agent {
             ("feedback", include_str!("../../prompts/feedback.j2")),
             ("nudge", include_str!("../../prompts/nudge.j2")),
             ("final", include_str!("../../prompts/final.j2")),
+            ("lesson", include_str!("../../prompts/lesson.j2")),
         ] {
             prompts.add_template(name, text).map_err(|e| Error::Prompt(format!("{name}.j2: {e}")))?;
         }
@@ -352,6 +353,41 @@ impl Agent {
             self.finish(&log, &outcome, &tally).await?;
             Ok(outcome)
         })
+    }
+
+    /// Training-free GRPO (arXiv 2510.08191): after a group of attempts at one task, compares
+    /// the successful and the failed ones and stores one short lesson in `experiences`, which
+    /// later runs retrieve when the policy allows. `attempts` are (run id, reward); nothing is
+    /// written unless the group has both a success and a failure and the agent has memory.
+    /// Returns the lesson.
+    pub async fn write_lesson(&self, task: &str, attempts: &[(String, f64)]) -> Result<Option<String>> {
+        let Some(memory) = &self.memory else { return Ok(None) };
+        let (best, worst) = attempts.iter().fold((f64::MIN, f64::MAX), |(b, w), (_, r)| (b.max(*r), w.min(*r)));
+        if attempts.len() < 2 || best <= worst {
+            return Ok(None);
+        }
+        let mut shown = Vec::new();
+        for (run_id, reward) in attempts.iter().take(4) {
+            let run = memory.store.run(run_id).await?;
+            let steps = memory.store.steps(run_id).await?;
+            let trace = truncate(&autodidact_memory::completion_text(&steps), 600).0;
+            let answer = run.final_answer.unwrap_or_else(|| "none".into());
+            shown.push(json!({"correct": *reward >= best, "answer": truncate(&answer, 80).0, "trace": trace}));
+        }
+        let prompt = self.render("lesson", json!({"task": truncate(task, 600).0, "attempts": shown}));
+        let sampling = Sampling { temperature: 0.0, max_new_tokens: 96, ..Sampling::default() };
+        let reply = self.model.chat(&[Message::user(prompt)], &sampling).await?;
+        let lesson = reply.text.trim().lines().take(3).collect::<Vec<_>>().join(" ");
+        if lesson.is_empty() {
+            return Ok(None);
+        }
+        let experience = autodidact_memory::NewExperience {
+            text: format!("Task like: {} Lesson: {lesson}", truncate(task, 160).0),
+            source_runs: attempts.iter().map(|(id, _)| id.clone()).collect(),
+            score: best - worst,
+        };
+        memory.writer.add_experience(experience).await?.committed().await?;
+        Ok(Some(lesson))
     }
 
     fn render(&self, template: &str, ctx: Value) -> String {
