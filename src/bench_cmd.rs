@@ -20,6 +20,8 @@ use serde_json::json;
 pub enum BenchCmd {
     /// Model speed: prompt processing (pp512), generation of one sequence and of a group of 8.
     Model(ModelArgs),
+    /// The RLM runtime's own overhead (outside model calls and guest code) on a 20-turn scripted run.
+    Rlm(crate::bench_rlm::RlmArgs),
 }
 
 /// Arguments of `autodidact bench model`.
@@ -48,6 +50,10 @@ pub fn run(cmd: BenchCmd) -> anyhow::Result<std::process::ExitCode> {
         BenchCmd::Model(args) => {
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             rt.block_on(bench_model(args))
+        }
+        BenchCmd::Rlm(args) => {
+            let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            rt.block_on(crate::bench_rlm::bench_rlm(args))
         }
     }
 }

@@ -6,6 +6,7 @@
 
 mod memory_cmd;
 mod bench_cmd;
+mod bench_rlm;
 mod eval_cmd;
 mod ladder_cmd;
 mod report_cmd;

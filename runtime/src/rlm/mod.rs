@@ -294,7 +294,7 @@ impl Agent {
             let started = Instant::now();
             let log = self.begin(&task, parent_task).await?;
             let mut tally = Tally::default();
-            let mut session = self.open_session(&task, depth, &tree, &log, &tally).await?;
+            let mut session = self.open_session(&task, depth, &tree, &log, &mut tally).await?;
             let mut answer: Option<String> = None;
             let mut messages = vec![Message::system(self.system_prompt(&task).await), Message::user(self.render("task", json!({"task": task.prompt})))];
             let max_turns = self.policy.recursion.max_iterations;
@@ -500,7 +500,10 @@ impl Agent {
                 cells.push(json!({"status": "restarted", "output": "The REPL was restarted: your variables are gone, `context` is bound again.", "truncated": false}));
                 break;
             }
+            // The scaffold check is guest code too: its time counts as guest time.
+            let started = Instant::now();
             let check = session.exec_async(CHECK).await?;
+            tally.guest_time += started.elapsed();
             let state: Value = serde_json::from_str(check.stdout.trim()).unwrap_or(Value::Null);
             for name in state["restored"].as_array().into_iter().flatten().filter_map(Value::as_str) {
                 restored.push(name.to_owned());
@@ -514,12 +517,15 @@ impl Agent {
     }
 
     /// A session with `context` and the scaffold bound, and this run's host tools.
-    async fn open_session(self: &Arc<Self>, task: &TaskInput, depth: u32, tree: &Arc<Tree>, log: &Option<RunLog>, tally: &Tally) -> Result<Session> {
+    async fn open_session(self: &Arc<Self>, task: &TaskInput, depth: u32, tree: &Arc<Tree>, log: &Option<RunLog>, tally: &mut Tally) -> Result<Session> {
         let parent = log.as_ref().map(|l| (l.handle.clone(), l.task_id.clone()));
         let tools = subcalls::tool_set(self, depth, tree, parent, tally.subcalls.clone());
         let mut session = self.sandbox.session(self.limits.clone(), tools)?;
+        // Binding `context` and loading the scaffold run in the guest: guest time.
+        let started = Instant::now();
         session.set_var_async("context", &task.context).await?;
         let cell = session.exec_async(PRELUDE).await?;
+        tally.guest_time += started.elapsed();
         if cell.status != Status::Ok {
             return Err(Error::Prompt(format!("the REPL scaffold failed to load: {}", cell.stderr)));
         }
