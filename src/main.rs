@@ -6,6 +6,7 @@
 
 mod memory_cmd;
 mod bench_cmd;
+mod bench_train;
 mod generate_cmd;
 mod run_cmd;
 mod sandbox_cmd;
@@ -35,7 +36,7 @@ enum Command {
     Memory(memory_cmd::MemoryCmd),
     /// Generate replies from a model (in-process GGUF, OpenAI-compatible server or scripted).
     Generate(generate_cmd::GenerateArgs),
-    /// Benchmarks, reported as medians: `model` (later `train`, `serve`).
+    /// Benchmarks: `model` (medians) and `train` (later `serve`).
     #[command(subcommand)]
     Bench(bench_cmd::BenchCmd),
 }
