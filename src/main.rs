@@ -10,6 +10,7 @@ mod bench_train;
 mod generate_cmd;
 mod run_cmd;
 mod sandbox_cmd;
+mod trainer_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -39,6 +40,9 @@ enum Command {
     /// Benchmarks: `model` (medians) and `train` (later `serve`).
     #[command(subcommand)]
     Bench(bench_cmd::BenchCmd),
+    /// Checks of the LoRA trainer against the serving engine: `parity`.
+    #[command(subcommand)]
+    Trainer(trainer_cmd::TrainerCmd),
 }
 
 fn main() -> std::process::ExitCode {
@@ -49,6 +53,7 @@ fn main() -> std::process::ExitCode {
         Command::Memory(cmd) => memory_cmd::run(cmd),
         Command::Generate(args) => generate_cmd::run(args),
         Command::Bench(cmd) => bench_cmd::run(cmd),
+        Command::Trainer(cmd) => trainer_cmd::run(cmd),
     };
     match result {
         Ok(code) => code,

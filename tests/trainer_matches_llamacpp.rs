@@ -1,0 +1,23 @@
+//! `autodidact trainer parity`: the trainer's f32 log-probs agree with llama.cpp's on the
+//! quantized model (the targets: mean |Δ| ≤ 0.1, argmax agreement ≥ 0.95). One text
+//! keeps the test short; `autodidact trainer parity` without `--texts` scores all three.
+
+use std::process::Command;
+
+#[test]
+fn trainer_logprobs_match_llamacpp_score() {
+    let out = Command::new(env!("CARGO_BIN_EXE_autodidact"))
+        .args(["trainer", "parity", "--texts", "1", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    println!("{v}");
+    let mean = v["mean_abs_logprob_diff"].as_f64().unwrap();
+    let max = v["max_abs_logprob_diff"].as_f64().unwrap();
+    let agree = v["argmax_agreement"].as_f64().unwrap();
+    assert!(v["tokens"][0].as_u64().unwrap() >= 200, "{v}");
+    assert!(mean <= 0.1, "mean |Δ log-prob| {mean}");
+    assert!(max < 2.0, "max |Δ log-prob| {max}");
+    assert!(agree >= 0.95, "argmax agreement {agree}");
+}
