@@ -10,6 +10,8 @@ mod bench_train;
 mod generate_cmd;
 mod run_cmd;
 mod sandbox_cmd;
+mod toy;
+mod train_cmd;
 mod trainer_cmd;
 
 use clap::{Parser, Subcommand};
@@ -40,6 +42,8 @@ enum Command {
     /// Benchmarks: `model` (medians) and `train` (later `serve`).
     #[command(subcommand)]
     Bench(bench_cmd::BenchCmd),
+    /// Train a LoRA adapter: on untrained groups in memory, or online (`--online --suite toy`).
+    Train(train_cmd::TrainArgs),
     /// Checks of the LoRA trainer against the serving engine: `parity`.
     #[command(subcommand)]
     Trainer(trainer_cmd::TrainerCmd),
@@ -53,6 +57,7 @@ fn main() -> std::process::ExitCode {
         Command::Memory(cmd) => memory_cmd::run(cmd),
         Command::Generate(args) => generate_cmd::run(args),
         Command::Bench(cmd) => bench_cmd::run(cmd),
+        Command::Train(args) => train_cmd::run(args),
         Command::Trainer(cmd) => trainer_cmd::run(cmd),
     };
     match result {
