@@ -78,7 +78,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 64, value_name = "N")]
     pub max_tokens: usize,
     /// Online: sampling temperature of the rollouts.
-    #[arg(long, default_value_t = 1.0, value_name = "T")]
+    #[arg(long, default_value_t = 0.8, value_name = "T")]
     pub temperature: f32,
     /// Print one JSON summary object (the learning curve included) instead of text.
     #[arg(long)]
@@ -297,6 +297,7 @@ async fn online(s: &mut Session, args: &TrainArgs, policy: &Policy) -> anyhow::R
         let mut groups = Vec::with_capacity(args.groups_per_step);
         let mut rewards = Vec::new();
         let mut correct = 0usize;
+        let mut sample = String::new();
         for g in 0..args.groups_per_step {
             let task = toy::task(&mut rng);
             let messages = [Message::system(toy::SYSTEM), Message::user(task.prompt.clone())];
@@ -306,6 +307,9 @@ async fn online(s: &mut Session, args: &TrainArgs, policy: &Policy) -> anyhow::R
             };
             let replies = s.llama.chat_group(&messages, n, &sampling).await?;
             let (prompt_tokens, _) = s.llama.tokenize_chat(&messages, "").await?;
+            if g == 0 {
+                sample = format!("{} => {}", task.prompt, replies.first().map(|c| c.text.chars().take(160).collect::<String>()).unwrap_or_default());
+            }
             let completions = replies
                 .iter()
                 .map(|c| {
@@ -326,7 +330,7 @@ async fn online(s: &mut Session, args: &TrainArgs, policy: &Policy) -> anyhow::R
         let accuracy = correct as f64 / rewards.len().max(1) as f64;
         rewards_per_step.push(mean_reward);
         for r in s.trainer.train_batch(&groups)? {
-            s.curve.push(point(&r, json!({"batch": step + 1, "accuracy": accuracy})));
+            s.curve.push(point(&r, json!({"batch": step + 1, "accuracy": accuracy, "sample": sample})));
         }
         let t2 = Instant::now();
         // Export and hot-swap: the next rollouts use the updated adapter.
