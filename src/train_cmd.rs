@@ -104,6 +104,9 @@ async fn train(args: TrainArgs) -> anyhow::Result<std::process::ExitCode> {
     if args.steps == 0 || args.groups_per_step == 0 {
         bail!("--steps and --groups-per-step must be at least 1");
     }
+    if args.online && args.suite != "toy" {
+        bail!("unknown suite {:?}; the built-in online suite is `toy`", args.suite);
+    }
     let policy = match &args.policy {
         Some(p) => Policy::load(p)?,
         None => Policy::preset_default(),
@@ -283,9 +286,6 @@ async fn offline(s: &mut Session, args: &TrainArgs) -> anyhow::Result<Value> {
 /// Rollouts through the runtime's model with the current adapter, rewards, a training batch,
 /// export and hot-swap, `--steps` times.
 async fn online(s: &mut Session, args: &TrainArgs, policy: &Policy) -> anyhow::Result<Value> {
-    if args.suite != "toy" {
-        bail!("unknown suite {:?}; the built-in online suite is `toy`", args.suite);
-    }
     let n = policy.training.num_generations;
     let mut rng = Rng::new(args.seed ^ 0x746f79);
     let mut active: Option<AdapterId> = None;
