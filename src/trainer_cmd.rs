@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use autodidact_runtime::model::llamacpp::{LlamaCppConfig, LlamaCppModel};
 use autodidact_runtime::model::{LanguageModel, Message};
-use autodidact_trainer::{BaseModel, DType};
+use autodidact_trainer::{BaseModel, DType, LoraAdapter, LoraConfig, Rng};
 use clap::{Args, Subcommand};
 use serde_json::json;
 
@@ -36,8 +36,24 @@ pub struct ParityArgs {
     /// Score only the first N texts (1 to 3; default all).
     #[arg(long, value_name = "N")]
     pub texts: Option<usize>,
+    /// Also compare what a GGUF LoRA adapter does in both engines: the correlation of the
+    /// per-token log-prob changes it causes (`adapter_delta_correlation`).
+    #[arg(long, value_name = "FILE", conflicts_with = "random_adapter")]
+    pub adapter: Option<PathBuf>,
+    /// Like `--adapter`, with a random rank-8 adapter on every target (this seed), exported to
+    /// a temporary GGUF and loaded back by both engines.
+    #[arg(long, value_name = "SEED")]
+    pub random_adapter: Option<u64>,
+    /// The standard deviation of the random adapter's B entries. The default, 0.1, changes
+    /// log-probs by about 0.5 nats per token, well above llama.cpp's own noise: any change to
+    /// the activations re-rolls their 8-bit quantization, which alone moves log-probs by about
+    /// 0.07 (the size of the engines' base difference), so weak adapters correlate less
+    /// (measured on one text: std 0.005 → 0.46, 0.02 → 0.84, 0.05 → 0.95, 0.1 → 0.99).
+    #[arg(long, default_value_t = 0.1, value_name = "STD")]
+    pub random_adapter_std: f64,
     /// Print one JSON object: {"mean_abs_logprob_diff","max_abs_logprob_diff",
-    /// "argmax_agreement","tokens","texts"}.
+    /// "argmax_agreement","tokens","texts"}, plus "adapter_delta_correlation" and
+    /// "adapter_mean_abs_delta" with an adapter.
     #[arg(long)]
     pub json: bool,
 }
@@ -103,10 +119,18 @@ pub struct Parity {
     pub argmax_agreement: f64,
     /// Tokens scored, per text.
     pub tokens: Vec<usize>,
+    /// With an adapter: Pearson correlation of the per-token log-prob changes it causes in the
+    /// trainer and in llama.cpp.
+    pub adapter_delta_correlation: Option<f64>,
+    /// With an adapter: the least-squares slope of llama.cpp's changes on the trainer's (1 if
+    /// both engines apply the adapter at the same scale).
+    pub adapter_delta_slope: Option<f64>,
+    /// With an adapter: mean |change| of llama.cpp's log-probs.
+    pub adapter_mean_abs_delta: Option<f64>,
 }
 
 /// Scores the texts with both engines and compares them.
-pub async fn measure(model_path: PathBuf, threads: Option<usize>, texts: &[&str]) -> anyhow::Result<Parity> {
+pub async fn measure(model_path: PathBuf, threads: Option<usize>, texts: &[&str], adapter: Option<PathBuf>) -> anyhow::Result<Parity> {
     let config = LlamaCppConfig { path: model_path.clone(), threads, ..LlamaCppConfig::default() };
     let llama = LlamaCppModel::load(config).await?;
     let messages = [Message::user(PROMPT)];
@@ -120,12 +144,26 @@ pub async fn measure(model_path: PathBuf, threads: Option<usize>, texts: &[&str]
         }
         scored.push(detail);
     }
+    let mut adapted = Vec::new();
+    if let Some(path) = &adapter {
+        let id = llama.load_adapter(path).await.with_context(|| format!("llama.cpp loading {}", path.display()))?;
+        llama.set_adapter(Some((id, 1.0))).await?;
+        for text in texts {
+            adapted.push(llama.score(&messages, text).await?);
+        }
+        llama.unload_adapter(id).await?;
+    }
     drop(llama);
     let base = BaseModel::load_gguf(&model_path, DType::F32)
         .with_context(|| format!("loading {} into the trainer", model_path.display()))?;
     let (mut sum, mut max, mut agree, mut n) = (0.0f64, 0.0f64, 0usize, 0usize);
     let mut tokens = Vec::new();
-    for s in &scored {
+    let lora = match &adapter {
+        Some(path) => Some(LoraAdapter::load_gguf(path, DType::F32).with_context(|| format!("trainer loading {}", path.display()))?.0),
+        None => None,
+    };
+    let (mut d_trainer, mut d_llama) = (Vec::new(), Vec::new());
+    for (k, s) in scored.iter().enumerate() {
         let seqs = [(&s.prompt_tokens[..], &s.completion_tokens[..])];
         let (logp, argmax) = base.completion_scores(&seqs, None)?;
         if logp.len() != s.logprobs.len() || argmax.len() != s.argmax.len() {
@@ -139,6 +177,16 @@ pub async fn measure(model_path: PathBuf, threads: Option<usize>, texts: &[&str]
         }
         n += logp.len();
         tokens.push(logp.len());
+        if let Some(lora) = &lora {
+            let (with, _) = base.completion_scores(&seqs, Some(lora))?;
+            if adapted[k].len() != with.len() {
+                bail!("the engines scored different numbers of tokens with the adapter");
+            }
+            for i in 0..with.len() {
+                d_trainer.push(with[i] - logp[i]);
+                d_llama.push(adapted[k][i] as f64 - s.logprobs[i] as f64);
+            }
+        }
     }
     if n == 0 {
         bail!("no tokens were scored");
@@ -148,20 +196,56 @@ pub async fn measure(model_path: PathBuf, threads: Option<usize>, texts: &[&str]
         max_abs_logprob_diff: max,
         argmax_agreement: agree as f64 / n as f64,
         tokens,
+        adapter_delta_correlation: lora.as_ref().map(|_| pearson(&d_trainer, &d_llama).0),
+        adapter_delta_slope: lora.as_ref().map(|_| pearson(&d_trainer, &d_llama).1),
+        adapter_mean_abs_delta: lora.as_ref().map(|_| d_llama.iter().map(|d| d.abs()).sum::<f64>() / d_llama.len().max(1) as f64),
     })
+}
+
+/// Pearson's correlation of `x` and `y`, and the slope of `y` regressed on `x`.
+fn pearson(x: &[f64], y: &[f64]) -> (f64, f64) {
+    let n = x.len().min(y.len()).max(1) as f64;
+    let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for (a, b) in x.iter().zip(y) {
+        sxy += (a - mx) * (b - my);
+        sxx += (a - mx) * (a - mx);
+        syy += (b - my) * (b - my);
+    }
+    (sxy / (sxx * syy).sqrt(), sxy / sxx)
 }
 
 async fn parity(args: ParityArgs) -> anyhow::Result<std::process::ExitCode> {
     let path = args.model.unwrap_or_else(autodidact_runtime::model::smollm2_path);
     let k = args.texts.unwrap_or(PARITY_TEXTS.len()).clamp(1, PARITY_TEXTS.len());
-    let p = measure(path, args.threads, &PARITY_TEXTS[..k]).await?;
-    let v = json!({
+    let tmp = tempfile::tempdir().context("creating a temporary folder")?;
+    let adapter = match (args.adapter, args.random_adapter) {
+        (Some(p), _) => Some(p),
+        (None, Some(seed)) => {
+            let base = BaseModel::load_gguf(&path, DType::F32).with_context(|| format!("loading {}", path.display()))?;
+            let c = base.config.clone();
+            let mut rng = Rng::new(seed);
+            let lora = LoraAdapter::init(LoraConfig::default(), c.n_layer, |t| c.shape_of(t), DType::F32, &mut rng)?;
+            lora.randomize_b(args.random_adapter_std, &mut rng)?;
+            let file = tmp.path().join("random-adapter.gguf");
+            lora.export_gguf(&file, &c.architecture)?;
+            Some(file)
+        }
+        (None, None) => None,
+    };
+    let p = measure(path, args.threads, &PARITY_TEXTS[..k], adapter).await?;
+    let mut v = json!({
         "mean_abs_logprob_diff": p.mean_abs_logprob_diff,
         "max_abs_logprob_diff": p.max_abs_logprob_diff,
         "argmax_agreement": p.argmax_agreement,
         "tokens": p.tokens,
         "texts": k,
     });
+    if let (Some(c), Some(d)) = (p.adapter_delta_correlation, p.adapter_mean_abs_delta) {
+        v["adapter_delta_correlation"] = json!(c);
+        v["adapter_delta_slope"] = json!(p.adapter_delta_slope);
+        v["adapter_mean_abs_delta"] = json!(d);
+    }
     if args.json {
         println!("{v}");
     } else {
@@ -169,6 +253,9 @@ async fn parity(args: ParityArgs) -> anyhow::Result<std::process::ExitCode> {
         println!("mean |Δ log-prob|      {:.4}", p.mean_abs_logprob_diff);
         println!("max  |Δ log-prob|      {:.4}", p.max_abs_logprob_diff);
         println!("argmax agreement       {:.4}", p.argmax_agreement);
+        if let (Some(c), Some(d)) = (p.adapter_delta_correlation, p.adapter_mean_abs_delta) {
+            println!("adapter Δ correlation  {c:.4} (mean |Δ| {d:.4})");
+        }
     }
     Ok(std::process::ExitCode::SUCCESS)
 }
