@@ -33,5 +33,8 @@ echo "bench: memory (ingest and search at 1M steps)" >&2
 "$BIN" memory bench --json | python3 -c 'import json,sys; print(json.dumps({"bench": "memory", **json.load(sys.stdin)}))'
 echo "bench: model (prompt processing, generation, groups)" >&2
 "$BIN" bench model --json | python3 -c 'import json,sys; print(json.dumps({"bench": "model", **json.load(sys.stdin)}))'
+echo "bench: trainer (forward+backward 8x256, MFU, peak RSS; parity with llama.cpp)" >&2
+"$BIN" bench train --json | python3 -c 'import json,sys; print(json.dumps({"bench": "train", **json.load(sys.stdin)}))'
+"$BIN" trainer parity --json | python3 -c 'import json,sys; print(json.dumps({"bench": "trainer-parity", **json.load(sys.stdin)}))'
 echo "bench: the RLM runtime's own overhead (20-turn scripted run)" >&2
 "$BIN" bench rlm --json | python3 -c 'import json,sys; print(json.dumps({"bench": "rlm", **json.load(sys.stdin)}))'

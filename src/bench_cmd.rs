@@ -1,5 +1,7 @@
 //! `autodidact bench ...`: benchmarks, reported as medians (not timed tests).
 //!
+//! `bench train` measures the trainer (`bench_train.rs`).
+//!
 //! `bench model` measures the in-process llama.cpp backend the way llama-bench does (pp512:
 //! 512 random tokens as one prompt), then generation through the real `chat` and `chat_group`
 //! paths (sampling and log-probs included): 128 tokens for one sequence and for a group of 8.
@@ -20,6 +22,8 @@ use serde_json::json;
 pub enum BenchCmd {
     /// Model speed: prompt processing (pp512), generation of one sequence and of a group of 8.
     Model(ModelArgs),
+    /// Trainer speed: forward+backward tokens/s for 8x256, GFLOP/s, MFU, peak RSS.
+    Train(crate::bench_train::TrainArgs),
     /// The RLM runtime's own overhead (outside model calls and guest code) on a 20-turn scripted run.
     Rlm(crate::bench_rlm::RlmArgs),
 }
@@ -51,6 +55,7 @@ pub fn run(cmd: BenchCmd) -> anyhow::Result<std::process::ExitCode> {
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             rt.block_on(bench_model(args))
         }
+        BenchCmd::Train(args) => crate::bench_train::run(args),
         BenchCmd::Rlm(args) => {
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             rt.block_on(crate::bench_rlm::bench_rlm(args))

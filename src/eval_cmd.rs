@@ -45,6 +45,10 @@ pub struct EvalArgs {
     /// per run, no tools, no retrieval).
     #[arg(long, value_name = "FILE")]
     policy: Option<PathBuf>,
+    /// Threads for llama.cpp (default: all cores; 1 is faster when other work competes for
+    /// the cores).
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
     /// Runs in flight at once.
     #[arg(long, default_value_t = 1)]
     concurrency: usize,
@@ -132,7 +136,9 @@ async fn run_async(args: EvalArgs) -> Result<ExitCode> {
     for w in store.warnings() {
         eprintln!("warning: {w}");
     }
-    let model = model::open(&ModelSpec::parse(&args.model)?, &OpenOptions::default()).await?;
+    let mut open = OpenOptions::default();
+    open.llamacpp.threads = args.threads;
+    let model = model::open(&ModelSpec::parse(&args.model)?, &open).await?;
     let adapter_id = apply_adapter(&args.adapter, &model, &store, args.json).await?;
     let memory = MemoryLog { writer: store.writer(), store: store.clone() };
     // No memory_search tool: past runs hold answers, and scores must measure the model.

@@ -53,6 +53,10 @@ pub struct LadderArgs {
     /// temperature is raised to 0.8 so that groups differ).
     #[arg(long, value_name = "FILE")]
     policy: Option<PathBuf>,
+    /// Threads for llama.cpp (default: all cores; 1 is faster when other work competes for
+    /// the cores).
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
     /// Seeds the hint sampling and the model's sampling.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -84,7 +88,9 @@ async fn run_async(args: LadderArgs) -> Result<ExitCode> {
     }
     let sandbox = Sandbox::open(&SandboxConfig::from_env())?;
     let store = Arc::new(Store::open(&default_url()).await?);
-    let model = model::open(&ModelSpec::parse(&args.model)?, &OpenOptions::default()).await?;
+    let mut open = OpenOptions::default();
+    open.llamacpp.threads = args.threads;
+    let model = model::open(&ModelSpec::parse(&args.model)?, &open).await?;
     let adapter_id = crate::eval_cmd::apply_adapter("promoted", &model, &store, args.json).await?;
     let memory = MemoryLog { writer: store.writer(), store: store.clone() };
     let agent = Arc::new(Agent::new(model.clone(), sandbox.clone(), policy)?.with_memory(memory).with_name("ladder"));

@@ -7,12 +7,16 @@
 mod memory_cmd;
 mod bench_cmd;
 mod bench_rlm;
+mod bench_train;
 mod eval_cmd;
 mod ladder_cmd;
 mod report_cmd;
 mod generate_cmd;
 mod run_cmd;
 mod sandbox_cmd;
+mod toy;
+mod train_cmd;
+mod trainer_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -45,9 +49,14 @@ enum Command {
     Ladder(ladder_cmd::LadderArgs),
     /// Write the HTML report: evals by adapter and suite, learning curves, pass@k, LADDER trees, transcripts.
     Report(report_cmd::ReportArgs),
-    /// Benchmarks, reported as medians: `model` (later `train`, `serve`).
+    /// Benchmarks: `model` (medians), `train`, `rlm` (the runtime's own overhead); later `serve`.
     #[command(subcommand)]
     Bench(bench_cmd::BenchCmd),
+    /// Train a LoRA adapter: on untrained groups in memory, or online (`--online --suite toy`).
+    Train(train_cmd::TrainArgs),
+    /// Checks of the LoRA trainer against the serving engine: `parity`.
+    #[command(subcommand)]
+    Trainer(trainer_cmd::TrainerCmd),
 }
 
 fn main() -> std::process::ExitCode {
@@ -58,6 +67,8 @@ fn main() -> std::process::ExitCode {
         Command::Memory(cmd) => memory_cmd::run(cmd),
         Command::Generate(args) => generate_cmd::run(args),
         Command::Bench(cmd) => bench_cmd::run(cmd),
+        Command::Train(args) => train_cmd::run(args),
+        Command::Trainer(cmd) => trainer_cmd::run(cmd),
         Command::Eval(args) => eval_cmd::run(args),
         Command::Ladder(args) => ladder_cmd::run(args),
         Command::Report(args) => report_cmd::run(args),

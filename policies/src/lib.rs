@@ -43,6 +43,120 @@ pub struct Policy {
     pub tools: ToolsPolicy,
     /// Training-free experience: lessons retrieved before a task (`[experience]`).
     pub experience: ExperiencePolicy,
+    /// LoRA training settings, named as in TRL's `GRPOConfig` (`[training]`).
+    pub training: TrainingPolicy,
+}
+
+/// The `[training]` section: how the trainer turns groups of attempts into a LoRA update.
+/// Names follow TRL's `GRPOConfig` so that they mean what TRL users expect.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainingPolicy {
+    /// `grpo`, `bnpo`, `dr_grpo`, `dapo` or `sft` (`training.loss_type`).
+    pub loss_type: LossType,
+    /// Completions sampled per prompt (`training.num_generations`).
+    pub num_generations: usize,
+    /// Weight of the k3 KL to the base model; 0 skips the reference pass (`training.beta`).
+    pub beta: f64,
+    /// Lower clip of the ratio, `1 − epsilon` (`training.epsilon`).
+    pub epsilon: f64,
+    /// Upper clip of the ratio, `1 + epsilon_high` (DAPO's clip-higher) (`training.epsilon_high`).
+    pub epsilon_high: f64,
+    /// `group`, `batch` or `none` (`training.scale_rewards`).
+    pub scale_rewards: ScaleRewards,
+    /// Updates per batch of groups (`training.num_iterations`).
+    pub num_iterations: usize,
+    /// Completion tokens trained on per sample (`training.max_completion_length`).
+    pub max_completion_length: usize,
+    /// Give truncated completions no weight (`training.mask_truncated_completions`).
+    pub mask_truncated_completions: bool,
+    /// Drop groups whose rewards are all equal (DAPO) (`training.dynamic_sampling`).
+    pub dynamic_sampling: bool,
+    /// Peak AdamW learning rate (`training.learning_rate`).
+    pub learning_rate: f64,
+    /// Linear warm-up steps (`training.warmup_steps`).
+    pub warmup_steps: u64,
+    /// Global gradient-norm clip; 0 disables it (`training.max_grad_norm`).
+    pub max_grad_norm: f64,
+    /// Decoupled weight decay (`training.weight_decay`).
+    pub weight_decay: f64,
+    /// Sequences per forward/backward pass (`training.micro_batch`).
+    pub micro_batch: usize,
+    /// LoRA rank (`training.lora_rank`).
+    pub lora_rank: usize,
+    /// LoRA alpha; the update is scaled by alpha / rank (`training.lora_alpha`).
+    pub lora_alpha: f64,
+    /// Adapted layers among `q`, `k`, `v`, `o`, `gate`, `up`, `down` (`training.lora_targets`).
+    pub lora_targets: Vec<LoraTarget>,
+}
+
+impl Default for TrainingPolicy {
+    fn default() -> Self {
+        Self {
+            loss_type: LossType::Dapo,
+            num_generations: 8,
+            beta: 0.0,
+            epsilon: 0.2,
+            epsilon_high: 0.28,
+            scale_rewards: ScaleRewards::Group,
+            num_iterations: 1,
+            max_completion_length: 256,
+            mask_truncated_completions: false,
+            dynamic_sampling: true,
+            learning_rate: 1e-4,
+            warmup_steps: 0,
+            max_grad_norm: 1.0,
+            weight_decay: 0.0,
+            micro_batch: 2,
+            lora_rank: 8,
+            lora_alpha: 16.0,
+            lora_targets: vec![
+                LoraTarget::Q,
+                LoraTarget::K,
+                LoraTarget::V,
+                LoraTarget::O,
+                LoraTarget::Gate,
+                LoraTarget::Up,
+                LoraTarget::Down,
+            ],
+        }
+    }
+}
+
+/// TRL's `loss_type`, plus `sft` (rejection-sampling fine-tuning on successful completions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[allow(missing_docs)]
+pub enum LossType {
+    Grpo,
+    Bnpo,
+    DrGrpo,
+    Dapo,
+    Sft,
+}
+
+/// TRL's `scale_rewards`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[allow(missing_docs)]
+pub enum ScaleRewards {
+    Group,
+    Batch,
+    None,
+}
+
+/// A linear layer LoRA can adapt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[allow(missing_docs)]
+pub enum LoraTarget {
+    Q,
+    K,
+    V,
+    O,
+    Gate,
+    Up,
+    Down,
 }
 
 /// The `[recursion]` section.
@@ -354,6 +468,42 @@ impl Policy {
                 ));
             }
         }
+        let t = &self.training;
+        let at_least_one: [(&str, usize); 5] = [
+            ("training.num_iterations", t.num_iterations),
+            ("training.max_completion_length", t.max_completion_length),
+            ("training.micro_batch", t.micro_batch),
+            ("training.lora_rank", t.lora_rank),
+            ("training.lora_targets", t.lora_targets.len()),
+        ];
+        for (key, value) in at_least_one {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1".into()));
+            }
+        }
+        if t.num_generations < 2 {
+            return Err(invalid("training.num_generations", "must be at least 2: advantages compare samples".into()));
+        }
+        if !(t.epsilon > 0.0 && t.epsilon < 1.0) {
+            return Err(invalid("training.epsilon", format!("{} is not in (0, 1)", t.epsilon)));
+        }
+        let non_negative = [
+            ("training.beta", t.beta),
+            ("training.epsilon_high", t.epsilon_high),
+            ("training.max_grad_norm", t.max_grad_norm),
+            ("training.weight_decay", t.weight_decay),
+        ];
+        for (key, value) in non_negative {
+            if !(value >= 0.0 && value.is_finite()) {
+                return Err(invalid(key, format!("{value} must be a finite number ≥ 0")));
+            }
+        }
+        if !(t.learning_rate > 0.0 && t.learning_rate.is_finite()) {
+            return Err(invalid("training.learning_rate", "must be a finite number greater than 0".into()));
+        }
+        if !(t.lora_alpha > 0.0 && t.lora_alpha.is_finite()) {
+            return Err(invalid("training.lora_alpha", "must be a finite number greater than 0".into()));
+        }
         Ok(())
     }
 }
@@ -458,6 +608,28 @@ mod tests {
     fn unknown_section_is_refused() {
         let e = err("[sandbx]\n");
         assert!(e.starts_with("p.toml:1: key `sandbx`: unknown field `sandbx`"), "{e}");
+    }
+
+    #[test]
+    fn training_section_parses_and_checks_its_values() {
+        let p = Policy::parse(
+            "[training]\nloss_type = \"dr_grpo\"\nscale_rewards = \"none\"\nlora_targets = [\"q\", \"down\"]\n",
+            Path::new("x"),
+        )
+        .unwrap();
+        assert_eq!(p.training.loss_type, LossType::DrGrpo);
+        assert_eq!(p.training.scale_rewards, ScaleRewards::None);
+        assert_eq!(p.training.lora_targets, vec![LoraTarget::Q, LoraTarget::Down]);
+        let e = err("[training]\nlora_rank = 8\nlora_rnak = 4\n");
+        assert!(e.starts_with("p.toml:3: key `training.lora_rnak`: unknown field `lora_rnak`"), "{e}");
+        let e = err("[training]\nloss_type = \"ppo\"\n");
+        assert!(e.starts_with("p.toml:2: key `training.loss_type`"), "{e}");
+        let e = err("[training]\n\nepsilon = 1.5\n");
+        assert_eq!(e, "p.toml:3: key `training.epsilon`: 1.5 is not in (0, 1)");
+        let e = err("[training]\nnum_generations = 1\n");
+        assert!(e.starts_with("p.toml:2: key `training.num_generations`"), "{e}");
+        let e = err("[budget]\nturn_tokens = 5\n[training]\nlora_alpha = 0.0\n");
+        assert_eq!(e, "p.toml:4: key `training.lora_alpha`: must be a finite number greater than 0");
     }
 
     #[test]

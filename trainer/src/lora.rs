@@ -182,6 +182,17 @@ impl LoraAdapter {
         out
     }
 
+    /// Fills every `B` with independent `N(0, std²)` draws. A fresh adapter (`B = 0`) changes
+    /// nothing; this one changes every adapted layer at once, which is what checks comparing
+    /// engines need (`autodidact trainer parity --random-adapter`).
+    pub fn randomize_b(&self, std: f64, rng: &mut Rng) -> Result<()> {
+        for p in &self.pairs {
+            let v: Vec<f64> = (0..p.b.elem_count()).map(|_| rng.normal() * std).collect();
+            p.b.set(&Tensor::from_vec(v, p.b.shape(), &Device::Cpu)?.to_dtype(p.b.dtype())?)?;
+        }
+        Ok(())
+    }
+
     /// The number of trainable parameters.
     pub fn num_params(&self) -> usize {
         self.pairs.iter().map(|p| p.a.elem_count() + p.b.elem_count()).sum()

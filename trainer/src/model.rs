@@ -283,6 +283,31 @@ impl BaseModel {
     }
 }
 
+impl BaseModel {
+    /// For comparisons with llama.cpp (no gradient): each completion token's log-probability and
+    /// the most likely token at its position, concatenated over the sequences in order. The
+    /// log-probs come from the same fused LM-head op as [`BaseModel::completion_logprobs`]; the
+    /// argmax from full logits, computed in chunks of rows.
+    pub fn completion_scores(&self, seqs: &[(&[u32], &[u32])], adapter: Option<&LoraAdapter>) -> Result<(Vec<f64>, Vec<u32>)> {
+        let logp = to_f64_vec(&self.completion_logprobs(seqs, adapter)?.detach())?;
+        let mut argmax = Vec::with_capacity(logp.len());
+        for (p, c) in seqs {
+            let row: Vec<u32> = p.iter().chain(c.iter()).copied().collect();
+            let h = self.hidden(&[row], adapter)?.detach();
+            let h = h.narrow(0, p.len() - 1, c.len())?;
+            let w_t = self.output.t()?;
+            for start in (0..c.len()).step_by(64) {
+                let n = 64.min(c.len() - start);
+                let logits = h.narrow(0, start, n)?.matmul(&w_t)?.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+                for l in logits {
+                    argmax.push(l.iter().enumerate().fold(0, |b, (j, &x)| if x > l[b] { j } else { b }) as u32);
+                }
+            }
+        }
+        Ok((logp, argmax))
+    }
+}
+
 /// Writes a llama-architecture GGUF with random F32 weights and `config`'s shape: a stand-in base
 /// model for tests and benchmarks that must not depend on the real asset.
 pub fn write_random_llama_gguf(path: &Path, config: &LlamaConfig, seed: u64) -> Result<()> {

@@ -89,6 +89,20 @@ pub struct ModelInfo {
     pub architecture: String,
 }
 
+/// A reply scored by teacher forcing ([`LlamaCppModel::score_detailed`]), with the token ids
+/// the scores refer to: what a trainer needs to compare its own log-probs with llama.cpp's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoredReply {
+    /// The rendered prompt's tokens (chat template applied, generation prompt included).
+    pub prompt_tokens: Vec<u32>,
+    /// The reply's tokens.
+    pub completion_tokens: Vec<u32>,
+    /// Log-probability of each reply token (what [`LanguageModel::score`] returns).
+    pub logprobs: Vec<f32>,
+    /// The most likely token at each reply position, under the same logits.
+    pub argmax: Vec<u32>,
+}
+
 /// A GGUF model served by a dedicated llama.cpp worker thread.
 #[derive(Debug)]
 pub struct LlamaCppModel {
@@ -101,7 +115,8 @@ type Reply<T> = oneshot::Sender<Result<T>>;
 
 enum Job {
     Generate { messages: Vec<Message>, n: usize, sampling: Sampling, reply: Reply<Vec<Completion>> },
-    Score { messages: Vec<Message>, completion: String, reply: Reply<Vec<f32>> },
+    Score { messages: Vec<Message>, completion: String, reply: Reply<ScoredReply> },
+    Tokenize { messages: Vec<Message>, completion: String, reply: Reply<(Vec<u32>, Vec<u32>)> },
     Embed { text: String, reply: Reply<Vec<f32>> },
     Prefill { n_tokens: usize, reply: Reply<f64> },
     LoadAdapter { path: PathBuf, reply: Reply<AdapterId> },
@@ -163,6 +178,22 @@ impl LlamaCppModel {
         self.call(|reply| Job::Prefill { n_tokens, reply }).await
     }
 
+    /// Like [`LanguageModel::score`], with the prompt's and the reply's token ids and the most
+    /// likely token at each reply position. One code path computes both.
+    pub async fn score_detailed(&self, messages: &[Message], completion: &str) -> Result<ScoredReply> {
+        check_prompt(messages)?;
+        let (messages, completion) = (messages.to_vec(), completion.to_string());
+        self.call(|reply| Job::Score { messages, completion, reply }).await
+    }
+
+    /// The token ids `score` and `chat` would use: the rendered prompt (chat template applied,
+    /// generation prompt included) and `completion` as its reply.
+    pub async fn tokenize_chat(&self, messages: &[Message], completion: &str) -> Result<(Vec<u32>, Vec<u32>)> {
+        check_prompt(messages)?;
+        let (messages, completion) = (messages.to_vec(), completion.to_string());
+        self.call(|reply| Job::Tokenize { messages, completion, reply }).await
+    }
+
     async fn call<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> Result<T> {
         let (tx, rx) = oneshot::channel();
         self.jobs.as_ref().ok_or(Error::WorkerGone)?.send(job(tx)).map_err(|_| Error::WorkerGone)?;
@@ -204,7 +235,7 @@ impl LanguageModel for LlamaCppModel {
     async fn score(&self, messages: &[Message], completion: &str) -> Result<Vec<f32>> {
         check_prompt(messages)?;
         let (messages, completion) = (messages.to_vec(), completion.to_string());
-        self.call(|reply| Job::Score { messages, completion, reply }).await
+        Ok(self.call(|reply| Job::Score { messages, completion, reply }).await?.logprobs)
     }
 
     async fn embed(&self, text: &str) -> Result<Vec<f32>> {
@@ -372,6 +403,13 @@ fn serve(model: &LlamaModel, shared: &mut Shared, jobs: &mpsc::Receiver<Job>) ->
             Job::Score { messages, completion, reply } => {
                 let _ = reply.send(engine.score(model, shared, &messages, &completion));
             }
+            Job::Tokenize { messages, completion, reply } => {
+                let r = engine.prompt_tokens(model, shared, &messages).map(|p| {
+                    let c = model.vocab().tokenize(completion.as_bytes(), false, false);
+                    (p.iter().map(|t| t.0 as u32).collect(), c.iter().map(|t| t.0 as u32).collect())
+                });
+                let _ = reply.send(r);
+            }
             Job::Embed { text, reply } => {
                 let _ = reply.send(embed(model, shared, &text));
             }
@@ -389,6 +427,7 @@ fn fail(job: Job, e: Error) {
     match job {
         Job::Generate { reply, .. } => drop(reply.send(Err(e))),
         Job::Score { reply, .. } => drop(reply.send(Err(e))),
+        Job::Tokenize { reply, .. } => drop(reply.send(Err(e))),
         Job::Embed { reply, .. } => drop(reply.send(Err(e))),
         Job::Prefill { reply, .. } => drop(reply.send(Err(e))),
         Job::LoadAdapter { reply, .. } => drop(reply.send(Err(e))),
@@ -543,27 +582,35 @@ impl<'m> Engine<'m> {
         shared: &Shared,
         messages: &[Message],
         completion: &str,
-    ) -> Result<Vec<f32>> {
+    ) -> Result<ScoredReply> {
         let mut tokens = self.prompt_tokens(model, shared, messages)?;
         let n_prompt = tokens.len();
         let completion_tokens = model.vocab().tokenize(completion.as_bytes(), false, false);
+        let ids = |ts: &[LlamaToken]| ts.iter().map(|t| t.0 as u32).collect::<Vec<u32>>();
+        let mut scored = ScoredReply {
+            prompt_tokens: ids(&tokens),
+            completion_tokens: ids(&completion_tokens),
+            logprobs: Vec::with_capacity(completion_tokens.len()),
+            argmax: Vec::with_capacity(completion_tokens.len()),
+        };
         if completion_tokens.is_empty() {
-            return Ok(Vec::new());
+            return Ok(scored);
         }
         tokens.extend_from_slice(&completion_tokens);
         if tokens.len() > shared.n_ctx as usize {
             return Err(Error::ContextOverflow { needed: tokens.len(), n_ctx: shared.n_ctx });
         }
         self.forget();
-        let mut out = Vec::with_capacity(completion_tokens.len());
         let all = tokens.clone();
         self.eval(&tokens, n_prompt - 1, |i, logits| {
             if let Some(next) = all.get(i + 1) {
-                out.push(logits[next.0 as usize] - sampler::log_z(logits));
+                scored.logprobs.push(logits[next.0 as usize] - sampler::log_z(logits));
+                let best = logits.iter().enumerate().fold(0, |b, (j, &x)| if x > logits[b] { j } else { b });
+                scored.argmax.push(best as u32);
             }
         })?;
         self.forget();
-        Ok(out)
+        Ok(scored)
     }
 
     fn generate(

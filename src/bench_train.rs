@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use autodidact_trainer::{default_model_path, BaseModel, DType};
+use autodidact_trainer::{BaseModel, DType, default_model_path};
 use clap::Args;
 use serde_json::json;
 
