@@ -17,6 +17,7 @@ mod sandbox_cmd;
 mod toy;
 mod train_cmd;
 mod trainer_cmd;
+mod ttrl_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -47,6 +48,8 @@ enum Command {
     Eval(eval_cmd::EvalArgs),
     /// LADDER: variant trees of easier problems, verified in the sandbox, solved in groups for training.
     Ladder(ladder_cmd::LadderArgs),
+    /// Test-time RL on one task: train a temporary adapter on its LADDER variants, attempt it, roll back.
+    Ttrl(ttrl_cmd::TtrlArgs),
     /// Write the HTML report: evals by adapter and suite, learning curves, pass@k, LADDER trees, transcripts.
     Report(report_cmd::ReportArgs),
     /// Benchmarks: `model` (medians), `train`, `rlm` (the runtime's own overhead); later `serve`.
@@ -72,6 +75,7 @@ fn main() -> std::process::ExitCode {
         Command::Eval(args) => eval_cmd::run(args),
         Command::Ladder(args) => ladder_cmd::run(args),
         Command::Report(args) => report_cmd::run(args),
+        Command::Ttrl(args) => ttrl_cmd::run(args),
     };
     match result {
         Ok(code) => code,
