@@ -357,6 +357,11 @@ fn gsm8k(split: Split, n: usize) -> Result<Suite> {
 pub struct Rng(u64);
 
 impl Rng {
+    /// A generator from a seed.
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
     /// The generator for item `i` of `split` of suite `name`.
     pub fn for_item(name: &str, split: Split, i: usize) -> Rng {
         // FNV-1a over the name and split, then the index.

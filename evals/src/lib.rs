@@ -7,11 +7,13 @@
 //! - [`builtin`]: seeded generators for the built-in suites (`arith`, `integrals`, `niah`,
 //!   `countdown`, `toy`) and the GSM8K test set from the bootstrap.
 //! - [`passk`]: the unbiased pass@k estimator.
+//! - [`gate`]: the promotion gate (paired bootstrap over items).
 //! - [`harness`]: runs a suite, stores every run and the eval record in memory.
 //! - [`ladder`]: LADDER variant trees, verified in the sandbox and solved in groups.
 //! - [`report`]: the self-contained HTML report with inline SVG plots.
 
 pub mod builtin;
+pub mod gate;
 pub mod harness;
 pub mod ladder;
 pub mod passk;

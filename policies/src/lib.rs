@@ -45,6 +45,8 @@ pub struct Policy {
     pub experience: ExperiencePolicy,
     /// LoRA training settings, named as in TRL's `GRPOConfig` (`[training]`).
     pub training: TrainingPolicy,
+    /// When a candidate adapter replaces the promoted one (`[promotion]`).
+    pub promotion: PromotionPolicy,
 }
 
 /// The `[training]` section: how the trainer turns groups of attempts into a LoRA update.
@@ -255,6 +257,28 @@ impl Default for ExperiencePolicy {
     }
 }
 
+/// The `[promotion]` section: the eval gate a candidate adapter must pass.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PromotionPolicy {
+    /// The suite that must improve (`promotion.target_suite`).
+    pub target_suite: String,
+    /// The least pass@1 gain on the target suite, as a fraction (0.05 = 5 points).
+    pub min_gain: f64,
+    /// The most pass@1 any suite may lose, as a fraction (0.01 = 1 point).
+    pub max_regression: f64,
+    /// Confidence of the paired bootstrap's one-sided interval on the target gain.
+    pub confidence: f64,
+    /// Bootstrap resamples.
+    pub bootstrap_samples: u32,
+}
+
+impl Default for PromotionPolicy {
+    fn default() -> Self {
+        Self { target_suite: "arith".into(), min_gain: 0.05, max_regression: 0.01, confidence: 0.9, bootstrap_samples: 2000 }
+    }
+}
+
 /// The `[sandbox]` section: every limit a code cell runs under.
 ///
 /// Limits apply per cell unless the field says otherwise. Nothing is granted by default: no
@@ -430,6 +454,22 @@ impl Policy {
         if !(b.temperature >= 0.0 && b.temperature <= 5.0) {
             return Err(invalid("budget.temperature", "must be between 0 and 5".into()));
         }
+        let p = &self.promotion;
+        if !(0.0..=1.0).contains(&p.min_gain) {
+            return Err(invalid("promotion.min_gain", "must be between 0 and 1 (a pass@1 fraction)".into()));
+        }
+        if !(0.0..=1.0).contains(&p.max_regression) {
+            return Err(invalid("promotion.max_regression", "must be between 0 and 1 (a pass@1 fraction)".into()));
+        }
+        if !(p.confidence > 0.5 && p.confidence < 1.0) {
+            return Err(invalid("promotion.confidence", "must be above 0.5 and below 1".into()));
+        }
+        if p.bootstrap_samples < 100 {
+            return Err(invalid("promotion.bootstrap_samples", "must be at least 100".into()));
+        }
+        if p.target_suite.trim().is_empty() {
+            return Err(invalid("promotion.target_suite", "must name a suite".into()));
+        }
         if b.continuations.iter().any(|c| c.is_empty()) {
             return Err(invalid("budget.continuations", "continuation strings must not be empty".into()));
         }
@@ -565,6 +605,15 @@ mod tests {
         assert_eq!(p, Policy::default());
         let e = Policy::preset_eval();
         assert!(!e.experience.retrieve && e.recursion.max_iterations < p.recursion.max_iterations);
+    }
+
+    #[test]
+    fn promotion_section_parses_and_validates() {
+        let p = Policy::parse("[promotion]\ntarget_suite = \"gsm8k\"\nmin_gain = 0.1\n", Path::new("x")).unwrap();
+        assert_eq!((p.promotion.target_suite.as_str(), p.promotion.min_gain, p.promotion.max_regression), ("gsm8k", 0.1, 0.01));
+        assert_eq!(err("[promotion]\nmin_gain = 5\n"), "p.toml:2: key `promotion.min_gain`: must be between 0 and 1 (a pass@1 fraction)");
+        assert_eq!(err("[promotion]\n\nconfidence = 1.0\n"), "p.toml:3: key `promotion.confidence`: must be above 0.5 and below 1");
+        assert!(err("[promotion]\nbootstrap_samples = 10\n").contains("at least 100"));
     }
 
     #[test]
