@@ -16,6 +16,8 @@ use autodidact_sandbox::{Sandbox, SandboxConfig};
 use clap::Args;
 use serde_json::json;
 
+use crate::bench_cmd::median;
+
 /// Arguments of `autodidact bench rlm`.
 #[derive(Args)]
 pub struct RlmArgs {
@@ -62,10 +64,6 @@ pub async fn bench_rlm(args: RlmArgs) -> anyhow::Result<std::process::ExitCode> 
         frac.push(rest / w);
     }
     store.flush().await.context("flushing the bench store")?;
-    let median = |mut xs: Vec<f64>| {
-        xs.sort_by(f64::total_cmp);
-        xs[xs.len() / 2]
-    };
     let per_turn = median(overhead.clone()) / args.turns as f64;
     let report = json!({
         "turns": args.turns,

@@ -1,19 +1,18 @@
 //! `autodidact eval`: a suite through the RLM runtime, scored by its verifiers, stored in
 //! memory with an eval record.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use autodidact_evals::{HarnessOptions, Report, Sample, Suite, builtin, run_suite};
-use autodidact_memory::{NewAdapter, Split, Store, default_url};
+use autodidact_memory::{Split, Store, default_url};
 use autodidact_policies::Policy;
-use autodidact_runtime::model::{self, LanguageModel, ModelSpec, OpenOptions};
+use autodidact_runtime::model::{self, ModelSpec, OpenOptions};
 use autodidact_runtime::rlm::{Agent, MemoryLog};
 use autodidact_sandbox::{Sandbox, SandboxConfig};
 use clap::Args;
-use sha2::{Digest, Sha256};
 
 /// `autodidact eval` arguments.
 #[derive(Args)]
@@ -81,44 +80,6 @@ fn load_suite(args: &EvalArgs, split: Split) -> Result<Suite> {
     Ok(suite)
 }
 
-/// Applies `--adapter` to `model` and returns the registered adapter's id, if any. A file that
-/// is not registered yet is registered as a `candidate` (by its SHA-256).
-pub(crate) async fn apply_adapter(which: &str, model: &Arc<dyn LanguageModel>, store: &Store, quiet: bool) -> Result<Option<String>> {
-    let (id, path) = match which {
-        "none" => return Ok(None),
-        "promoted" => match store.promoted_adapter().await? {
-            Some(a) => (a.id, PathBuf::from(a.spec.path)),
-            None => {
-                if !quiet {
-                    eprintln!("note: no adapter is promoted yet; evaluating the base model");
-                }
-                return Ok(None);
-            }
-        },
-        file => {
-            let path = PathBuf::from(file);
-            let sha = sha256_file(&path)?;
-            let known = store.adapters().await?.into_iter().find(|a| a.spec.sha256 == sha);
-            let id = match known {
-                Some(a) => a.id,
-                None => {
-                    let new = NewAdapter { parent_id: None, path: path.canonicalize()?.display().to_string(), sha256: sha, metrics: serde_json::json!({"registered_by": "eval"}) };
-                    store.writer().register_adapter(new).await?.committed().await?
-                }
-            };
-            (id, path)
-        }
-    };
-    let handle = model.load_adapter(&path).await.with_context(|| format!("cannot load adapter {}", path.display()))?;
-    model.set_adapter(Some((handle, 1.0))).await?;
-    Ok(Some(id))
-}
-
-fn sha256_file(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read adapter {}", path.display()))?;
-    Ok(Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect())
-}
-
 async fn run_async(args: EvalArgs) -> Result<ExitCode> {
     let split: Split = args.split.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
     let suite = load_suite(&args, split)?;
@@ -139,7 +100,7 @@ async fn run_async(args: EvalArgs) -> Result<ExitCode> {
     let mut open = OpenOptions::default();
     open.llamacpp.threads = args.threads;
     let model = model::open(&ModelSpec::parse(&args.model)?, &open).await?;
-    let adapter_id = apply_adapter(&args.adapter, &model, &store, args.json).await?;
+    let adapter_id = crate::adapters::apply(&args.adapter, &model, &store, args.json).await?;
     let memory = MemoryLog { writer: store.writer(), store: store.clone() };
     // No memory_search tool: past runs hold answers, and scores must measure the model.
     let mut agent = Agent::new(model.clone(), sandbox.clone(), policy.clone())?.with_memory(memory).with_name("eval");

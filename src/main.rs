@@ -4,6 +4,7 @@
 //! argument parsing, progress display and output formatting. Each subcommand lives in its own
 //! module (`sandbox_cmd.rs`, ...). `anyhow` is used here and nowhere in the libraries.
 
+mod adapters;
 mod memory_cmd;
 mod bench_cmd;
 mod bench_rlm;

@@ -34,7 +34,6 @@ use autodidact_trainer::{BaseModel, Completion, DType, Rng, Split, StepReport, T
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use crate::toy;
 
@@ -148,8 +147,7 @@ async fn train(args: TrainArgs) -> anyhow::Result<std::process::ExitCode> {
     s.trainer.export_adapter(&adapter_path)?;
     let id = s.llama.load_adapter(&adapter_path).await.context("llama.cpp refused the exported adapter")?;
     s.llama.unload_adapter(id).await?;
-    let bytes = std::fs::read(&adapter_path).with_context(|| format!("reading {}", adapter_path.display()))?;
-    let sha256: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+    let sha256 = crate::adapters::sha256_file(&adapter_path)?;
     let updates: Vec<&Value> = s.curve.iter().filter(|p| p["skipped"].is_null()).collect();
     let first = s.curve.first().cloned().unwrap_or(Value::Null);
     let last = s.curve.last().cloned().unwrap_or(Value::Null);

@@ -67,12 +67,8 @@ pub fn run(args: TtrlArgs) -> Result<ExitCode> {
 /// The suite item a stored task was made from (its answer spec holds the verifier).
 fn item_of(task: &autodidact_memory::Task) -> Result<Item> {
     let spec = &task.spec.answer_spec;
-    let verifier = match spec["verifier"].as_str() {
-        Some("numeric") => VerifierKind::Numeric,
-        Some("exact") => VerifierKind::Exact,
-        Some("contains") => VerifierKind::Contains,
-        Some("python") => VerifierKind::Python,
-        _ => bail!("task {} has no verifier in its answer spec; TTRL needs a task from a suite", task.id),
+    let Some(verifier) = spec["verifier"].as_str().and_then(VerifierKind::parse) else {
+        bail!("task {} has no verifier in its answer spec; TTRL needs a task from a suite", task.id);
     };
     Ok(Item {
         id: spec["item_id"].as_str().unwrap_or(&task.id).to_owned(),

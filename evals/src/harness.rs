@@ -138,7 +138,8 @@ impl Report {
     }
 }
 
-fn now_ms() -> i64 {
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_millis() as i64
 }
 

@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use autodidact_memory::{Adapter, EvalRecord, Store, Task, Transcript, iso8601};
 use plotters::prelude::*;
 
+use crate::harness::now_ms;
 use crate::{Error, Result};
 
 /// Runs whose transcripts the report embeds.
@@ -145,10 +146,6 @@ pub async fn render(store: &Store) -> Result<String> {
     }
     h.push_str("</body></html>\n");
     Ok(h)
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// A readable id: UUIDv7s made close together share their first (time) digits, so keep the

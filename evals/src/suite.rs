@@ -45,7 +45,8 @@ impl VerifierKind {
         }
     }
 
-    fn parse(s: &str) -> Option<VerifierKind> {
+    /// The kind a suite file names, if it is one.
+    pub fn parse(s: &str) -> Option<VerifierKind> {
         Some(match s {
             "numeric" => VerifierKind::Numeric,
             "exact" => VerifierKind::Exact,
