@@ -1,7 +1,7 @@
 //! `autodidact eval`: a suite through the RLM runtime, scored by its verifiers, stored in
 //! memory with an eval record.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -67,13 +67,15 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
     rt.block_on(run_async(args))
 }
 
-fn load_suite(args: &EvalArgs, split: Split) -> Result<Suite> {
-    let mut suite = match (&args.suite, &args.suite_file) {
-        (Some(name), _) => builtin::generate(name, split, args.limit.unwrap_or_else(|| builtin::default_size(name)))?,
+/// The `split` items of a built-in suite or a suite file, at most `limit` of them (a built-in
+/// suite's default size without one). Shared by `eval` and `ladder`.
+pub(crate) fn load_suite(suite: Option<&str>, file: Option<&Path>, split: Split, limit: Option<usize>) -> Result<Suite> {
+    let mut suite = match (suite, file) {
+        (Some(name), _) => builtin::generate(name, split, limit.unwrap_or_else(|| builtin::default_size(name)))?,
         (None, Some(path)) => Suite::load(path)?.split(split),
         (None, None) => anyhow::bail!("give --suite NAME or --suite-file FILE"),
     };
-    if let Some(n) = args.limit {
+    if let Some(n) = limit {
         suite.items.truncate(n);
     }
     anyhow::ensure!(!suite.items.is_empty(), "suite `{}` has no {} items", suite.name, split.as_str());
@@ -82,7 +84,7 @@ fn load_suite(args: &EvalArgs, split: Split) -> Result<Suite> {
 
 async fn run_async(args: EvalArgs) -> Result<ExitCode> {
     let split: Split = args.split.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let suite = load_suite(&args, split)?;
+    let suite = load_suite(args.suite.as_deref(), args.suite_file.as_deref(), split, args.limit)?;
     let mut policy = match &args.policy {
         Some(p) => Policy::load(p)?,
         None => Policy::preset_eval(),

@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use autodidact_evals::ladder::{LadderOptions, run_ladder};
-use autodidact_evals::{Suite, builtin};
 use autodidact_memory::{Split, Store, default_url};
 use autodidact_policies::Policy;
 use autodidact_runtime::model::{self, ModelSpec, OpenOptions};
@@ -72,13 +71,7 @@ pub fn run(args: LadderArgs) -> Result<ExitCode> {
 
 async fn run_async(args: LadderArgs) -> Result<ExitCode> {
     let split: Split = args.split.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut seeds = match (&args.suite, &args.suite_file) {
-        (Some(name), _) => builtin::generate(name, split, args.limit)?,
-        (None, Some(path)) => Suite::load(path)?.split(split),
-        (None, None) => anyhow::bail!("give --suite NAME or --suite-file FILE"),
-    };
-    seeds.items.truncate(args.limit);
-    anyhow::ensure!(!seeds.items.is_empty(), "no {} items to use as seeds", split.as_str());
+    let seeds = crate::eval_cmd::load_suite(args.suite.as_deref(), args.suite_file.as_deref(), split, Some(args.limit))?;
     let mut policy = match &args.policy {
         Some(p) => Policy::load(p)?,
         None => Policy::preset_eval(),
