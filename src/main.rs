@@ -5,7 +5,9 @@
 //! module (`sandbox_cmd.rs`, ...). `anyhow` is used here and nowhere in the libraries.
 
 mod adapters;
+mod adapters_cmd;
 mod memory_cmd;
+mod nightly_cmd;
 mod bench_cmd;
 mod bench_rlm;
 mod bench_train;
@@ -61,6 +63,11 @@ enum Command {
     /// Checks of the LoRA trainer against the serving engine: `parity`.
     #[command(subcommand)]
     Trainer(trainer_cmd::TrainerCmd),
+    /// One night of self-improvement: rollouts, training, evals, the promotion gate, report.
+    Nightly(nightly_cmd::NightlyArgs),
+    /// The adapter registry: `list`, `promote ID`, `rollback` (one generation back).
+    #[command(subcommand)]
+    Adapters(adapters_cmd::AdaptersCmd),
 }
 
 fn main() -> std::process::ExitCode {
@@ -77,6 +84,8 @@ fn main() -> std::process::ExitCode {
         Command::Ladder(args) => ladder_cmd::run(args),
         Command::Report(args) => report_cmd::run(args),
         Command::Ttrl(args) => ttrl_cmd::run(args),
+        Command::Nightly(args) => nightly_cmd::run(args),
+        Command::Adapters(cmd) => adapters_cmd::run(cmd),
     };
     match result {
         Ok(code) => code,

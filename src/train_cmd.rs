@@ -213,7 +213,7 @@ async fn train(args: TrainArgs) -> anyhow::Result<std::process::ExitCode> {
     Ok(std::process::ExitCode::SUCCESS)
 }
 
-fn point(r: &StepReport, extra: Value) -> Value {
+pub(crate) fn point(r: &StepReport, extra: Value) -> Value {
     let mut p = json!({
         "step": r.step,
         "loss": r.loss,
@@ -354,4 +354,20 @@ async fn online(s: &mut Session, args: &TrainArgs, policy: &Policy) -> anyhow::R
         "train_seconds": train_s,
         "mean_reward_per_step": rewards_per_step,
     }))
+}
+
+/// A trainer whose forward applies `past` (the promoted adapter, frozen) under the new update.
+pub(crate) fn trainer_with_past(base: BaseModel, config: TrainConfig, past: Option<autodidact_trainer::LoraAdapter>) -> anyhow::Result<Trainer> {
+    match past {
+        None => Ok(Trainer::new(base, config)?),
+        Some(_) => bail!("training on top of a promoted adapter needs the consolidation support of the trainer (not built yet)"),
+    }
+}
+
+/// Writes the adapter that applies `past` and the trainer's update together to `path`.
+pub(crate) fn merge_adapters(past: Option<&autodidact_trainer::LoraAdapter>, trainer: &Trainer, path: &std::path::Path, _policy: &Policy) -> anyhow::Result<()> {
+    match past {
+        None => Ok(trainer.export_adapter(path)?),
+        Some(_) => bail!("merging adapters needs the consolidation support of the trainer (not built yet)"),
+    }
 }

@@ -65,7 +65,7 @@ pub fn run(args: TtrlArgs) -> Result<ExitCode> {
 }
 
 /// The suite item a stored task was made from (its answer spec holds the verifier).
-fn item_of(task: &autodidact_memory::Task) -> Result<Item> {
+pub(crate) fn item_of(task: &autodidact_memory::Task) -> Result<Item> {
     let spec = &task.spec.answer_spec;
     let Some(verifier) = spec["verifier"].as_str().and_then(VerifierKind::parse) else {
         bail!("task {} has no verifier in its answer spec; TTRL needs a task from a suite", task.id);
@@ -80,6 +80,7 @@ fn item_of(task: &autodidact_memory::Task) -> Result<Item> {
         check: spec["check"].as_str().map(str::to_owned),
         split: task.spec.split,
         parent_id: None,
+        hint: None,
     })
 }
 

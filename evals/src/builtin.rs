@@ -72,7 +72,7 @@ pub fn generate(name: &str, split: Split, n: usize) -> Result<Suite> {
 }
 
 fn item(family: &str, prompt: String, answer: String, verifier: VerifierKind) -> Item {
-    Item { id: String::new(), family: family.into(), prompt, context: None, answer, verifier, check: None, split: Split::Eval, parent_id: None }
+    Item { id: String::new(), family: family.into(), prompt, context: None, answer, verifier, check: None, split: Split::Eval, parent_id: None, hint: None }
 }
 
 /// Small sums and products: the family the trainer learns first.

@@ -173,6 +173,7 @@ pub async fn run_suite(agent: Arc<Agent>, suite: &Suite, opts: &HarnessOptions) 
                 task_id,
                 adapter_id: opts.adapter_id.clone(),
                 reward: Some(verifiers[i].clone()),
+                reply_prefix: item.hint.clone(),
                 ..TaskInput::new(item.prompt.clone(), item.context.clone().map_or(Value::Null, Value::String))
             };
             async move { (i, s, sample(&agent, item, task).await) }

@@ -90,6 +90,25 @@ pub async fn render(store: &Store) -> Result<String> {
         h.push_str("</table>");
     }
 
+    h.push_str("<h2 id=nights>Nights</h2>");
+    let mut nights = Vec::new();
+    for n in store.nights(10).await? {
+        let stages = store.night_stages(&n.id).await?;
+        nights.push((n, stages));
+    }
+    if nights.is_empty() {
+        h.push_str("<p class=empty>No night yet: run <code>autodidact nightly --quick</code>.</p>");
+    } else {
+        h.push_str(&nights_html(&nights));
+    }
+    h.push_str("<h2 id=forgetting>Forgetting matrix</h2>");
+    let matrix = forgetting_matrix(&adapters, &evals);
+    if matrix.suites.is_empty() {
+        h.push_str("<p class=empty>No eval yet.</p>");
+    } else {
+        h.push_str(&forgetting_html(&matrix)?);
+    }
+
     h.push_str("<h2 id=learning>Learning curves</h2>");
     let curves: Vec<(String, Vec<CurvePoint>)> = adapters.iter().map(|a| (name(&Some(a.id.clone())), curve(a))).filter(|(_, c)| !c.is_empty()).collect();
     if curves.is_empty() {
@@ -146,6 +165,121 @@ pub async fn render(store: &Store) -> Result<String> {
     }
     h.push_str("</body></html>\n");
     Ok(h)
+}
+
+/// Pass@1 of every suite (rows) under every generation of promoted adapters (columns):
+/// generation 0 is the base model, generation g the adapter the nightly promoted g-th (each
+/// holds every earlier promoted update). A gain that holds across later columns was not
+/// forgotten.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ForgettingMatrix {
+    /// Suites, sorted.
+    pub suites: Vec<String>,
+    /// (generation, adapter id; `None` for the base model), in generation order.
+    pub generations: Vec<(u64, Option<String>)>,
+    /// `cells[suite][generation]`: the latest eval's pass@1, if that pair was evaluated.
+    pub cells: Vec<Vec<Option<f64>>>,
+}
+
+/// The forgetting matrix of the registry's promoted lineage (adapters with a `generation`
+/// in their metrics that are or were promoted; the latest per generation).
+pub fn forgetting_matrix(adapters: &[Adapter], evals: &[EvalRecord]) -> ForgettingMatrix {
+    let mut by_gen: BTreeMap<u64, &Adapter> = BTreeMap::new();
+    for a in adapters {
+        let kept = matches!(a.status, autodidact_memory::AdapterStatus::Promoted | autodidact_memory::AdapterStatus::Retired);
+        if let (true, Some(g)) = (kept, a.spec.metrics.get("generation").and_then(|g| g.as_u64())) {
+            if by_gen.get(&g).is_none_or(|b| b.created_ms < a.created_ms) {
+                by_gen.insert(g, a);
+            }
+        }
+    }
+    let mut generations: Vec<(u64, Option<String>)> = vec![(0, None)];
+    generations.extend(by_gen.into_iter().map(|(g, a)| (g, Some(a.id.clone()))));
+    let mut suites: Vec<String> = evals.iter().map(|e| e.suite.clone()).collect();
+    suites.sort();
+    suites.dedup();
+    let cells = suites
+        .iter()
+        .map(|s| {
+            generations
+                .iter()
+                .map(|(_, id)| evals.iter().filter(|e| &e.suite == s && &e.adapter_id == id).max_by_key(|e| e.finished_ms).and_then(|e| e.pass_at_k.get(&1).copied()))
+                .collect()
+        })
+        .collect();
+    ForgettingMatrix { suites, generations, cells }
+}
+
+fn forgetting_html(m: &ForgettingMatrix) -> Result<String> {
+    let mut h = String::from("<table><tr><th>suite</th>");
+    for (g, id) in &m.generations {
+        let _ = write!(h, "<th>gen {g}<br><span class=meta>{}</span></th>", id.as_deref().map_or("base".into(), short));
+    }
+    h.push_str("</tr>");
+    for (s, row) in m.suites.iter().zip(&m.cells) {
+        let _ = write!(h, "<tr><td>{}</td>", esc(s));
+        for c in row {
+            match c {
+                Some(x) => {
+                    let _ = write!(h, "<td style=\"background:rgba(44,160,44,{:.2})\">{:.1}%</td>", 0.1 + 0.6 * x, 100.0 * x);
+                }
+                None => h.push_str("<td>-</td>"),
+            }
+        }
+        h.push_str("</tr>");
+    }
+    h.push_str("</table>");
+    let lines: Vec<(String, Vec<CurvePoint>)> = m
+        .suites
+        .iter()
+        .zip(&m.cells)
+        .map(|(s, row)| (s.clone(), m.generations.iter().zip(row).filter_map(|((g, _), c)| Some(CurvePoint { step: *g as f64, reward: (*c)? })).collect()))
+        .filter(|(_, c): &(String, Vec<CurvePoint>)| !c.is_empty())
+        .collect();
+    if !lines.is_empty() {
+        h.push_str(&line_chart(&lines, "pass@1 by suite across promoted generations", "generation", "pass@1")?);
+    }
+    Ok(h)
+}
+
+fn nights_html(nights: &[(autodidact_memory::Night, Vec<autodidact_memory::NightStage>)]) -> String {
+    let mut h = String::new();
+    for (n, stages) in nights {
+        let gate = stages.iter().find(|s| s.stage == "gate").map(|s| &s.output);
+        let _ = write!(
+            h,
+            "<h3>Night {} <span class=meta>{} &middot; {} &middot; {} stages</span></h3>",
+            short(&n.id),
+            esc(&iso8601(n.started_ms)),
+            n.status.as_str(),
+            stages.len()
+        );
+        let Some(gate) = gate else {
+            h.push_str("<p class=empty>No gate decision yet.</p>");
+            continue;
+        };
+        let _ = write!(h, "<p><b>{}</b>: {}</p>", esc(gate["decision"].as_str().unwrap_or("-")), esc(gate["reason"].as_str().unwrap_or("")));
+        h.push_str("<table><tr><th>suite</th><th>n</th><th>promoted</th><th>candidate</th><th>delta</th><th>interval</th></tr>");
+        for e in gate["evidence"].as_array().into_iter().flatten() {
+            let f = |k: &str| e[k].as_f64().unwrap_or(0.0);
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{:+.3}</td><td>{:+.3} .. {:+.3}</td></tr>",
+                esc(e["suite"].as_str().unwrap_or("")),
+                e["n"],
+                f("promoted_pass_at_1"),
+                f("candidate_pass_at_1"),
+                f("delta"),
+                f("delta_low"),
+                f("delta_high")
+            );
+        }
+        h.push_str("</table>");
+        if let Some(train) = stages.iter().find(|s| s.stage == "train") {
+            let _ = write!(h, "<p class=meta>signals: {}</p>", esc(&train.output["signals"].to_string()));
+        }
+    }
+    h
 }
 
 /// A readable id: UUIDv7s made close together share their first (time) digits, so keep the
@@ -278,6 +412,11 @@ fn eval_chart(evals: &[EvalRecord], name: &dyn Fn(&Option<String>) -> String) ->
 
 /// Reward per training step, one line per adapter.
 fn curve_chart(curves: &[(String, Vec<CurvePoint>)]) -> Result<String> {
+    line_chart(curves, "mean reward per training step", "step", "reward")
+}
+
+/// Lines of (x, y) points, one per named series.
+fn line_chart(curves: &[(String, Vec<CurvePoint>)], caption: &str, x_desc: &str, y_desc: &str) -> Result<String> {
     let max_step = curves.iter().flat_map(|(_, c)| c.iter().map(|p| p.step)).fold(1.0, f64::max);
     let max_reward = curves.iter().flat_map(|(_, c)| c.iter().map(|p| p.reward)).fold(1.0, f64::max);
     let mut svg = String::new();
@@ -285,13 +424,13 @@ fn curve_chart(curves: &[(String, Vec<CurvePoint>)]) -> Result<String> {
         let root = SVGBackend::with_string(&mut svg, (760, 320)).into_drawing_area();
         root.fill(&WHITE).map_err(plot_err)?;
         let mut chart = ChartBuilder::on(&root)
-            .caption("mean reward per training step", ("sans-serif", 18))
+            .caption(caption, ("sans-serif", 18))
             .margin(12)
             .x_label_area_size(34)
             .y_label_area_size(44)
             .build_cartesian_2d(0f64..max_step + 1.0, 0f64..max_reward * 1.05)
             .map_err(plot_err)?;
-        chart.configure_mesh().x_desc("step").y_desc("reward").draw().map_err(plot_err)?;
+        chart.configure_mesh().x_desc(x_desc).y_desc(y_desc).draw().map_err(plot_err)?;
         for (i, (name, c)) in curves.iter().enumerate() {
             let color = PALETTE[i % PALETTE.len()];
             chart

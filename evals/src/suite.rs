@@ -7,7 +7,8 @@
 //! ```
 //!
 //! `context` (a string bound as `context` in the REPL) and `split` (`eval` by default) are
-//! optional, and so is `parent_id` (the memory task a LADDER variant came from). `answer` may
+//! optional, and so are `parent_id` (the memory task a LADDER variant came from) and `hint` (a
+//! partial-solution prefix the first reply starts with; train items only). `answer` may
 //! be a JSON string or number. Unknown fields are ignored, so other
 //! tools can annotate lines. Every error names the file and the line.
 
@@ -78,6 +79,9 @@ pub struct Item {
     pub split: Split,
     /// The memory task this item is a LADDER variant of, if any.
     pub parent_id: Option<String>,
+    /// A partial-solution prefix (Scaf-GRPO's hint): the agent's first reply starts with it.
+    /// For train items only; the nightly adds it when a group had no success.
+    pub hint: Option<String>,
 }
 
 impl Item {
@@ -95,6 +99,9 @@ impl Item {
         }
         if let Some(p) = &self.parent_id {
             v["parent_id"] = json!(p);
+        }
+        if let Some(h) = &self.hint {
+            v["hint"] = json!(h);
         }
         v.to_string()
     }
@@ -193,5 +200,9 @@ fn parse_item(obj: &Map<String, Value>) -> Result<Item, String> {
         Some(other) => return Err(format!("`split` must be `train` or `eval`, not `{other}`")),
     };
     let parent_id = text("parent_id", false)?;
-    Ok(Item { id, family, prompt, context, answer, verifier, check, split, parent_id })
+    let hint = text("hint", false)?;
+    if hint.is_some() && split == Split::Eval {
+        return Err("`hint` is for train items only: a hinted eval item would not measure the model".into());
+    }
+    Ok(Item { id, family, prompt, context, answer, verifier, check, split, parent_id, hint })
 }

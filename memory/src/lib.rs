@@ -66,6 +66,7 @@
 mod error;
 mod export;
 mod index;
+mod nightly;
 mod store;
 mod types;
 mod writer;
@@ -74,6 +75,7 @@ use std::path::PathBuf;
 
 pub use error::{Error, Result};
 pub use export::{ExportFormat, completion_text, iso8601};
+pub use nightly::{Night, NightStage, NightStatus};
 pub use store::{Store, StoreOptions};
 pub use types::*;
 pub use writer::{Ack, RunHandle, Submitted, Writer};

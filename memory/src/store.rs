@@ -54,7 +54,7 @@ impl StoreOptions {
 /// The trajectory store: a connection pool, the writer task that owns all writes, and the
 /// search index. Cheap to share behind an `Arc`; writes go through [`Store::writer`].
 pub struct Store {
-    pool: AnyPool,
+    pub(crate) pool: AnyPool,
     backend: Backend,
     url: String,
     writer: Writer,

@@ -69,6 +69,21 @@ pub(crate) enum Op {
         id: String,
         experience: NewExperience,
     },
+    Night {
+        id: String,
+        plan: serde_json::Value,
+    },
+    Stage {
+        night_id: String,
+        stage: String,
+        started_ms: i64,
+        output: serde_json::Value,
+    },
+    EndNight {
+        id: String,
+        status: crate::NightStatus,
+        summary: serde_json::Value,
+    },
     /// Writes nothing; its ack means that everything before it is committed.
     Barrier,
 }
@@ -227,6 +242,24 @@ impl Writer {
             })
             .await?;
         Ok(Submitted { id, ack })
+    }
+
+    /// Queues a new night of the nightly loop, running `plan`.
+    pub async fn begin_night(&self, plan: serde_json::Value) -> Result<Submitted> {
+        let id = new_id();
+        let ack = self.submit(Op::Night { id: id.clone(), plan }).await?;
+        Ok(Submitted { id, ack })
+    }
+
+    /// Queues a finished stage of a night with its output. A stage is recorded once: a
+    /// second record of the same stage is an error.
+    pub async fn record_stage(&self, night_id: &str, stage: &str, started_ms: i64, output: serde_json::Value) -> Result<Ack> {
+        self.submit(Op::Stage { night_id: night_id.to_owned(), stage: stage.to_owned(), started_ms, output }).await
+    }
+
+    /// Queues the end of a night (`Finished` or `Failed`) with its summary.
+    pub async fn end_night(&self, id: &str, status: crate::NightStatus, summary: serde_json::Value) -> Result<Ack> {
+        self.submit(Op::EndNight { id: id.to_owned(), status, summary }).await
     }
 
     /// Waits until everything queued before this call is committed.
@@ -780,6 +813,42 @@ async fn apply(
                     what: "adapter",
                     id: id.clone(),
                 });
+            }
+        }
+        Op::Night { id, plan } => {
+            sqlx::query("INSERT INTO nights (id, started_ms, status, plan) VALUES ($1, $2, 'running', $3)")
+                .bind(id.clone())
+                .bind(now)
+                .bind(json(plan))
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| Error::query("starting a night", e))?;
+        }
+        Op::Stage { night_id, stage, started_ms, output } => {
+            sqlx::query(
+                "INSERT INTO night_stages (night_id, stage, started_ms, finished_ms, output) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(night_id.clone())
+            .bind(stage.clone())
+            .bind(*started_ms)
+            .bind(now)
+            .bind(json(output))
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| Error::query(format!("recording stage `{stage}` of night {night_id}"), e))?;
+        }
+        Op::EndNight { id, status, summary } => {
+            let done = sqlx::query("UPDATE nights SET status = $2, finished_ms = $3, summary = $4 WHERE id = $1")
+                .bind(id.clone())
+                .bind(status.as_str())
+                .bind(now)
+                .bind(json(summary))
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| Error::query("ending a night", e))?;
+            if done.rows_affected() == 0 {
+                return Err(Error::NotFound { what: "night", id: id.clone() });
             }
         }
         Op::Eval { id, eval } => {

@@ -47,6 +47,8 @@ pub struct Policy {
     pub training: TrainingPolicy,
     /// When a candidate adapter replaces the promoted one (`[promotion]`).
     pub promotion: PromotionPolicy,
+    /// What one night of the self-improvement loop does (`[nightly]`).
+    pub nightly: NightlyPolicy,
 }
 
 /// The `[training]` section: how the trainer turns groups of attempts into a LoRA update.
@@ -275,7 +277,53 @@ pub struct PromotionPolicy {
 
 impl Default for PromotionPolicy {
     fn default() -> Self {
-        Self { target_suite: "arith".into(), min_gain: 0.05, max_regression: 0.01, confidence: 0.9, bootstrap_samples: 2000 }
+        Self { target_suite: "toy".into(), min_gain: 0.05, max_regression: 0.01, confidence: 0.9, bootstrap_samples: 2000 }
+    }
+}
+
+/// The `[nightly]` section: the sizes of one night of `autodidact nightly` (`--quick` shrinks
+/// them for a demo).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NightlyPolicy {
+    /// The registered eval suites: every candidate is scored on each (`promotion.target_suite`
+    /// is added when missing). Built-in names (`nightly.suites`).
+    pub suites: Vec<String>,
+    /// Eval-split items per suite (`nightly.eval_items`).
+    pub eval_items: usize,
+    /// Fresh train-split items of the target family rolled out each night (`nightly.train_tasks`).
+    pub train_tasks: usize,
+    /// The day's failed train tasks given LADDER variant trees (`nightly.curriculum_tasks`).
+    pub curriculum_tasks: usize,
+    /// Attempts per task in a rollout group (`nightly.group_size`).
+    pub group_size: u32,
+    /// Model turns a rollout may take (`nightly.rollout_turns`); evals use the eval preset's.
+    pub rollout_turns: u32,
+    /// Scaf-GRPO: a group with no success is retried with a partial-solution prefix, and the
+    /// hinted successes are trained on without the hint (`nightly.hints`).
+    pub hints: bool,
+    /// Supervised warm start on verified traces before the GRPO steps (`nightly.sft_warm_start`).
+    pub sft_warm_start: bool,
+    /// Passes of the warm start over the verified traces (`nightly.sft_steps`).
+    pub sft_steps: usize,
+    /// GRPO/DAPO training batches per night (`nightly.train_steps`).
+    pub train_steps: usize,
+}
+
+impl Default for NightlyPolicy {
+    fn default() -> Self {
+        Self {
+            suites: vec!["toy".into(), "arith".into()],
+            eval_items: 40,
+            train_tasks: 24,
+            curriculum_tasks: 4,
+            group_size: 4,
+            rollout_turns: 2,
+            hints: true,
+            sft_warm_start: true,
+            sft_steps: 4,
+            train_steps: 6,
+        }
     }
 }
 
@@ -470,6 +518,23 @@ impl Policy {
         if p.target_suite.trim().is_empty() {
             return Err(invalid("promotion.target_suite", "must name a suite".into()));
         }
+        let n = &self.nightly;
+        for (key, value) in [
+            ("nightly.eval_items", n.eval_items as u64),
+            ("nightly.train_tasks", n.train_tasks as u64),
+            ("nightly.rollout_turns", n.rollout_turns.into()),
+            ("nightly.train_steps", n.train_steps as u64),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be greater than 0".into()));
+            }
+        }
+        if n.group_size < 2 {
+            return Err(invalid("nightly.group_size", "must be at least 2 (GRPO compares attempts within a group)".into()));
+        }
+        if n.suites.iter().any(|s| s.trim().is_empty()) {
+            return Err(invalid("nightly.suites", "suite names must not be empty".into()));
+        }
         if b.continuations.iter().any(|c| c.is_empty()) {
             return Err(invalid("budget.continuations", "continuation strings must not be empty".into()));
         }
@@ -605,6 +670,15 @@ mod tests {
         assert_eq!(p, Policy::default());
         let e = Policy::preset_eval();
         assert!(!e.experience.retrieve && e.recursion.max_iterations < p.recursion.max_iterations);
+    }
+
+    #[test]
+    fn nightly_section_parses_and_validates() {
+        let p = Policy::parse("[nightly]\nsuites = [\"arith\"]\ngroup_size = 8\n", Path::new("x")).unwrap();
+        assert_eq!((p.nightly.suites.clone(), p.nightly.group_size, p.nightly.train_steps), (vec!["arith".to_string()], 8, 6));
+        assert_eq!(err("[nightly]\ngroup_size = 1\n"), "p.toml:2: key `nightly.group_size`: must be at least 2 (GRPO compares attempts within a group)");
+        assert!(err("[nightly]\neval_items = 0\n").contains("nightly.eval_items"));
+        assert!(err("[nightly]\nhint = true\n").contains("hint"));
     }
 
     #[test]

@@ -528,7 +528,13 @@ impl<'m> Engine<'m> {
     }
 
     fn prompt_tokens(&self, model: &LlamaModel, shared: &Shared, messages: &[Message]) -> Result<Vec<LlamaToken>> {
-        let text = shared.template.render(messages, true)?;
+        // A trailing assistant message is a prefill: the generation prompt, then its text.
+        let text = match messages.split_last() {
+            Some((last, rest)) if last.role == crate::model::Role::Assistant && !rest.is_empty() => {
+                format!("{}{}", shared.template.render(rest, true)?, last.content)
+            }
+            _ => shared.template.render(messages, true)?,
+        };
         let tokens = model.vocab().tokenize(text.as_bytes(), true, true);
         if tokens.is_empty() {
             return Err(Error::EmptyPrompt);

@@ -251,7 +251,9 @@ pub trait LanguageModel: Send + Sync {
     /// A short description, e.g. `llamacpp:/path/model.gguf`.
     fn describe(&self) -> String;
 
-    /// One reply to `messages`.
+    /// One reply to `messages`. A trailing assistant message is a prefill: the reply continues
+    /// it (its text excludes the prefill). The `llamacpp` backend honours this; an
+    /// OpenAI-compatible server receives the message as is, and servers differ on it.
     async fn chat(&self, messages: &[Message], sampling: &Sampling) -> Result<Completion> {
         let mut group = self.chat_group(messages, 1, sampling).await?;
         group.pop().ok_or_else(|| Error::Llama("a group of one came back empty".into()))

@@ -57,6 +57,11 @@ pub struct TaskInput {
     pub adapter_id: Option<String>,
     /// Scores the answer; the reward is stored with the run and returned in the outcome.
     pub reward: Option<Arc<dyn Reward>>,
+    /// A hint (Scaf-GRPO's partial-solution prefix): the first reply starts with this text, as
+    /// if the model had written it, and the model continues from there. The run's first
+    /// `model_turn` step records the whole reply, prefix included, so that a trainer can learn
+    /// the hinted success as the model's own answer to the unhinted prompt.
+    pub reply_prefix: Option<String>,
 }
 
 /// Scores a run's final answer, from 0 (wrong or none) to 1 (right).
@@ -85,6 +90,7 @@ impl TaskInput {
             task_id: None,
             adapter_id: None,
             reward: None,
+            reply_prefix: None,
         }
     }
 }
@@ -296,7 +302,7 @@ impl Agent {
             let mut tally = Tally::default();
             let mut session = self.open_session(&task, depth, &tree, &log, &mut tally).await?;
             let mut answer: Option<String> = None;
-            let mut messages = vec![Message::system(self.system_prompt(&task).await), Message::user(self.render("task", json!({"task": task.prompt})))];
+            let mut messages = self.first_messages(&task).await;
             let max_turns = self.policy.recursion.max_iterations;
             let mut stop = loop {
                 if let Some(over) = self.over_budget(&tree) {
@@ -305,7 +311,8 @@ impl Agent {
                 if tally.turns >= max_turns {
                     break Stop::MaxIterations;
                 }
-                let reply = match self.turn(&messages, depth, &tree, &log, &mut tally).await {
+                let prefix = if tally.turns == 0 { task.reply_prefix.as_deref() } else { None };
+                let reply = match self.turn_with_prefix(&messages, prefix, depth, &tree, &log, &mut tally).await {
                     Ok(text) => text,
                     Err(stop) => break stop,
                 };
@@ -394,6 +401,13 @@ impl Agent {
         self.prompts.get_template(template).and_then(|t| t.render(minijinja::value::Serde(&ctx))).unwrap_or_else(|e| format!("(prompt {template} failed: {e})"))
     }
 
+    /// The messages of a run's first turn: the system prompt (with retrieved experience when
+    /// the policy allows it) and the task. Trainers rebuild a rollout's prompt from this, so
+    /// that what they train on is exactly what the agent was asked.
+    pub async fn first_messages(&self, task: &TaskInput) -> Vec<Message> {
+        vec![Message::system(self.system_prompt(task).await), Message::user(self.render("task", json!({"task": task.prompt})))]
+    }
+
     async fn system_prompt(&self, task: &TaskInput) -> String {
         let tools: Vec<Value> = self.allowed_tools().map(|t| json!({"name": t.name(), "description": t.description()})).collect();
         let experience = self.experience(task).await;
@@ -436,15 +450,32 @@ impl Agent {
 
     /// One model turn; a failure or a timeout ends the run with its reason.
     async fn turn(&self, messages: &[Message], depth: u32, tree: &Tree, log: &Option<RunLog>, tally: &mut Tally) -> std::result::Result<String, Stop> {
+        self.turn_with_prefix(messages, None, depth, tree, log, tally).await
+    }
+
+    /// A turn whose reply starts with `prefix` (a trailing assistant message the model
+    /// continues); the reply returned and logged includes the prefix.
+    async fn turn_with_prefix(&self, messages: &[Message], prefix: Option<&str>, depth: u32, tree: &Tree, log: &Option<RunLog>, tally: &mut Tally) -> std::result::Result<String, Stop> {
         let started = Instant::now();
         let remaining = tree.deadline.saturating_duration_since(started);
-        let reply = tokio::time::timeout(remaining, self.model.chat(messages, &self.turn_sampling())).await;
+        let prefilled: Vec<Message>;
+        let asked = match prefix {
+            Some(p) => {
+                prefilled = messages.iter().cloned().chain([Message::assistant(p)]).collect();
+                &prefilled[..]
+            }
+            None => messages,
+        };
+        let reply = tokio::time::timeout(remaining, self.model.chat(asked, &self.turn_sampling())).await;
         tally.model_time += started.elapsed();
-        let completion = match reply {
+        let mut completion = match reply {
             Err(_) => return Err(Stop::BudgetExceeded(format!("budget.wall_clock_ms = {}", self.policy.budget.wall_clock_ms))),
             Ok(Err(e)) => return Err(Stop::Error(e.to_string())),
             Ok(Ok(c)) => c,
         };
+        if let Some(p) = prefix {
+            completion.text = format!("{p}{}", completion.text);
+        }
         tally.turns += 1;
         let used = (completion.usage.prompt_tokens + completion.usage.completion_tokens) as u64;
         tally.tokens += used;
