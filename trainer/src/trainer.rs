@@ -2,12 +2,13 @@
 //!
 //! [`Trainer::step`] takes [`TrainGroup`]s (a prompt's token ids and its sampled completions with
 //! rewards), refuses any from the eval split, computes advantages, splits the sequences into
-//! micro-batches, accumulates the gradient of the loss over them, and applies one AdamW update
-//! unless the loss or the gradient is not finite, in which case the update is skipped and
-//! recorded. [`Trainer::train_batch`] runs `num_iterations` such updates on one batch with
-//! `logp_old` fixed before the first. The whole mutable state — adapter, AdamW moments, step and
-//! RNG — is in [`Trainer`]'s public fields and round-trips through [`Trainer::save_checkpoint`]
-//! and [`Trainer::resume`].
+//! micro-batches (by default within each prompt's group, whose prompt then runs once per
+//! micro-batch: [`TrainConfig::share_prompts`]), accumulates the gradient of the loss over
+//! them, and applies one AdamW update unless the loss or the gradient is not finite, in which
+//! case the update is skipped and recorded. [`Trainer::train_batch`] runs `num_iterations` such
+//! updates on one batch with `logp_old` fixed before the first. The whole mutable state —
+//! adapter, AdamW moments, step and RNG — is in [`Trainer`]'s public fields and round-trips
+//! through [`Trainer::save_checkpoint`] and [`Trainer::resume`].
 
 use std::collections::HashMap;
 use std::ops::Range;
