@@ -9,7 +9,11 @@
 //!   GGUF to `f32`, config read from the GGUF metadata. Its weights are frozen tensors, never
 //!   variables. It computes per-token log-probs of completion tokens given prompt tokens
 //!   ([`BaseModel::completion_logprobs`]), right-padded, with the LM head applied only where a
-//!   completion token is predicted.
+//!   completion token is predicted. [`BaseModel::group_logprobs`] returns the same values for a
+//!   GRPO group (`G` completions of one prompt) with the prompt run once: the completions attend
+//!   to its keys and values, which stay in the graph, so the gradient is exact. [`Trainer`] uses
+//!   it for every pass when [`TrainConfig::share_prompts`] is on (the default), with
+//!   micro-batches inside a group.
 //! - [`LoraAdapter`] (`lora.rs`): `A`/`B` pairs on the chosen targets (`q,k,v,o,gate,up,down`),
 //!   exported in llama.cpp's adapter format ([`LoraAdapter::export_gguf`]).
 //! - [`AdamWState`] (`optim.rs`): the optimiser's moments and step count.

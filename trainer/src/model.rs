@@ -281,6 +281,99 @@ impl BaseModel {
         let sel = h.index_select(&Tensor::from_vec(rows, n, &Device::Cpu)?, 0)?;
         Ok(sel.apply_op1(LmHeadLogProb { w: self.output.clone(), targets: Arc::new(targets), chunk: 128 })?)
     }
+
+    /// The same values as [`BaseModel::completion_logprobs`] on `(prompt, completions[i])` for
+    /// every `i`, in the same order, with the shared prompt run once.
+    ///
+    /// The prompt is a batch of one (positions `0..P`, plain causal attention); the completions a
+    /// right-padded batch of `G` rows at positions `P..P + T`, whose queries see every prompt key
+    /// and their own causal prefix ([`CausalSoftmax`] on `(T, P + T)` scores). The prompt's keys
+    /// and values stay in the graph, so the adapter's gradient is the per-row forward's, summed
+    /// over the group. The first completion token is predicted from the prompt's last hidden
+    /// state. A GRPO group costs `P + G·T` token-passes instead of `G·(P + T)`.
+    pub fn group_logprobs(&self, prompt: &[u32], completions: &[&[u32]], adapter: Option<&LoraAdapter>) -> Result<Tensor> {
+        let c = &self.config;
+        if prompt.is_empty() || completions.is_empty() || completions.iter().any(|x| x.is_empty()) {
+            return Err(Error::InvalidInput("group_logprobs needs a non-empty prompt and non-empty completions".into()));
+        }
+        if let Some(bad) = prompt.iter().chain(completions.iter().copied().flatten()).find(|&&x| x as usize >= c.vocab) {
+            return Err(Error::InvalidInput(format!("token id {bad} is outside the vocabulary ({})", c.vocab)));
+        }
+        let (p, g) = (prompt.len(), completions.len());
+        let t = completions.iter().map(|x| x.len()).max().unwrap_or(0);
+        let (nh, nkv, hd) = (c.n_head, c.n_head_kv, c.head_dim());
+        let embed = |ids: Vec<u32>| -> Result<Tensor> {
+            let n = ids.len();
+            Ok(self.tok_embd.index_select(&Tensor::from_vec(ids, n, &Device::Cpu)?, 0)?)
+        };
+        let mut padded = Vec::with_capacity(g * t);
+        for x in completions {
+            padded.extend_from_slice(x);
+            padded.resize(padded.len() + t - x.len(), 0); // right padding, hidden by causality
+        }
+        let mut xp = embed(prompt.to_vec())?;
+        let mut xc = embed(padded)?;
+        let rope_p = RopeI::new(p, hd, c.rope_base);
+        let rope_c = RopeI::with_offset(p, t, hd, c.rope_base);
+        let scale = 1.0 / (hd as f64).sqrt();
+        // (b·len, n·hd) → (b, n, len, hd); and GQA's key/value heads repeated to the query heads.
+        let heads = |y: Tensor, b: usize, len: usize, n: usize| -> Result<Tensor> {
+            Ok(y.reshape((b, len, n, hd))?.transpose(1, 2)?.contiguous()?)
+        };
+        let rep = |y: Tensor, b: usize, len: usize| -> Result<Tensor> {
+            if nkv == nh {
+                return Ok(y);
+            }
+            Ok(y.unsqueeze(2)?.broadcast_as((b, nkv, nh / nkv, len, hd))?.reshape((b, nh, len, hd))?)
+        };
+        let attend = |q: Tensor, k: Tensor, v: Tensor, b: usize, len: usize| -> Result<Tensor> {
+            let att = (q.matmul(&k.t()?)? * scale)?.contiguous()?.apply_op1(CausalSoftmax)?;
+            Ok(att.matmul(&v)?.transpose(1, 2)?.contiguous()?.reshape((b * len, nh * hd))?)
+        };
+        for (i, l) in self.layers.iter().enumerate() {
+            let norm = RmsNorm { w: l.attn_norm.clone(), eps: c.rms_eps };
+            let (hp, hc) = (xp.apply_op1(norm.clone())?, xc.apply_op1(norm)?);
+            let qp = heads(self.linear(&hp, i, Target::Q, adapter)?, 1, p, nh)?.apply_op1(rope_p.clone())?;
+            let kp = heads(self.linear(&hp, i, Target::K, adapter)?, 1, p, nkv)?.apply_op1(rope_p.clone())?;
+            let vp = heads(self.linear(&hp, i, Target::V, adapter)?, 1, p, nkv)?;
+            let qc = heads(self.linear(&hc, i, Target::Q, adapter)?, g, t, nh)?.apply_op1(rope_c.clone())?;
+            let kc = heads(self.linear(&hc, i, Target::K, adapter)?, g, t, nkv)?.apply_op1(rope_c.clone())?;
+            let vc = heads(self.linear(&hc, i, Target::V, adapter)?, g, t, nkv)?;
+            // Every completion row attends to the prompt's keys/values (in the graph) then its own.
+            let shared = |y: &Tensor| -> Result<Tensor> { Ok(y.broadcast_as((g, nkv, p, hd))?.contiguous()?) };
+            let kf = Tensor::cat(&[shared(&kp)?, kc], 2)?;
+            let vf = Tensor::cat(&[shared(&vp)?, vc], 2)?;
+            let op = attend(qp, rep(kp, 1, p)?, rep(vp, 1, p)?, 1, p)?;
+            let oc = attend(qc, rep(kf, g, p + t)?, rep(vf, g, p + t)?, g, t)?;
+            xp = (xp + self.linear(&op, i, Target::O, adapter)?)?;
+            xc = (xc + self.linear(&oc, i, Target::O, adapter)?)?;
+            let norm = RmsNorm { w: l.ffn_norm.clone(), eps: c.rms_eps };
+            let mlp = |x: &Tensor| -> Result<Tensor> {
+                let h = x.apply_op1(norm.clone())?;
+                // SwiGLU (Shazeer 2020): down(silu(gate h) ⊙ up h).
+                let gate = self.linear(&h, i, Target::Gate, adapter)?.silu()?;
+                let up = self.linear(&h, i, Target::Up, adapter)?;
+                Ok((x + self.linear(&(gate * up)?, i, Target::Down, adapter)?)?)
+            };
+            xp = mlp(&xp)?;
+            xc = mlp(&xc)?;
+        }
+        // Row 0: the prompt's last state (predicts every completion's token 0); then the
+        // completions' rows, row `1 + s·T + j` predicting token `j + 1` of completion `s`.
+        let last = Tensor::cat(&[xp.narrow(0, p - 1, 1)?, xc], 0)?;
+        let mut rows = Vec::new();
+        let mut targets = Vec::new();
+        for (s, x) in completions.iter().enumerate() {
+            for (j, &tok) in x.iter().enumerate() {
+                rows.push(if j == 0 { 0 } else { (1 + s * t + j - 1) as u32 });
+                targets.push(tok);
+            }
+        }
+        let n = rows.len();
+        let sel = last.index_select(&Tensor::from_vec(rows, n, &Device::Cpu)?, 0)?;
+        let h = sel.apply_op1(RmsNorm { w: self.output_norm.clone(), eps: c.rms_eps })?;
+        Ok(h.apply_op1(LmHeadLogProb { w: self.output.clone(), targets: Arc::new(targets), chunk: 128 })?)
+    }
 }
 
 impl BaseModel {

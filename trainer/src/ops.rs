@@ -10,8 +10,8 @@
 //! |---|---|---|
 //! | [`FrozenLinear`] | `x Wᵀ` through candle's gemm | `dx = g W`; **no** `dW` (candle's matmul backward would compute it) |
 //! | [`RmsNorm`] | `x / rms(x) · w` (Zhang & Sennrich 2019) | `dx = r (g w − x̂ · mean(g w x̂))` |
-//! | [`RopeI`] | interleaved RoPE (Su et al. 2021), pairs `(2i, 2i+1)` as llama.cpp's `ROPE_TYPE_NORM` | rotation by `−θ` |
-//! | [`CausalSoftmax`] | row softmax over keys `j ≤ i` | `dx = y (g − Σ g y)` |
+//! | [`RopeI`] | interleaved RoPE (Su et al. 2021), pairs `(2i, 2i+1)` as llama.cpp's `ROPE_TYPE_NORM`, positions from an offset | rotation by `−θ` |
+//! | [`CausalSoftmax`] | row softmax over keys `j ≤ i + S − T` (`T` queries, `S` keys: causal, or a visible prefix then causal) | `dx = y (g − Σ g y)` |
 //! | [`LmHeadLogProb`] | `log softmax(h Eᵀ)[target]`, chunked so the `N × vocab` logits never live in the graph | `dh = g (onehot − p) E`, logits recomputed |
 //!
 //! Every op works in `f32` (training) and `f64` (the finite-difference gradient check); the
@@ -169,10 +169,16 @@ pub struct RopeI {
 impl RopeI {
     /// Tables for positions `0..t` and head dimension `head_dim`.
     pub fn new(t: usize, head_dim: usize, base: f64) -> Self {
+        Self::with_offset(0, t, head_dim, base)
+    }
+
+    /// Tables for positions `offset..offset + t`: the rows of a sequence that continues after
+    /// `offset` tokens held elsewhere (a shared prompt, see [`crate::BaseModel::group_logprobs`]).
+    pub fn with_offset(offset: usize, t: usize, head_dim: usize, base: f64) -> Self {
         let half = head_dim / 2;
         let mut cos = Vec::with_capacity(t * half);
         let mut sin = Vec::with_capacity(t * half);
-        for p in 0..t {
+        for p in offset..offset + t {
             for i in 0..half {
                 let theta = base.powf(-2.0 * i as f64 / head_dim as f64);
                 let a = p as f64 * theta;
@@ -218,8 +224,11 @@ impl CustomOp1 for RopeI {
     }
 }
 
-/// Softmax over the last dimension of `(…, T, T)` attention scores with a causal mask: query
-/// `i` sees keys `j ≤ i`; the masked probabilities are exactly zero.
+/// Softmax over the last dimension of `(…, T, S)` attention scores (`S ≥ T` keys, `T` queries)
+/// with a causal mask aligned on the last key: query `i` sees keys `j ≤ i + S − T`; the masked
+/// probabilities are exactly zero. With `S = T` this is the plain causal mask; with
+/// `S = P + T` the first `P` keys (a shared prompt's) are visible to every query and the last
+/// `T` causally.
 #[derive(Debug, Clone, Copy)]
 pub struct CausalSoftmax;
 
@@ -231,13 +240,15 @@ impl CustomOp1 for CausalSoftmax {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let dims = l.dims();
         let t = *dims.last().unwrap_or(&0);
-        if dims.len() < 2 || dims[dims.len() - 2] != t {
-            bail!("causal-softmax: expected (…, T, T), got {dims:?}");
+        if dims.len() < 2 || dims[dims.len() - 2] > t || dims[dims.len() - 2] == 0 {
+            bail!("causal-softmax: expected (…, T, S) with 0 < T ≤ S, got {dims:?}");
         }
+        let tq = dims[dims.len() - 2];
+        let offset = t - tq;
         let out = map_f64(s, l, |x| {
             let mut y = vec![0.0; x.len()];
             y.par_chunks_mut(t).zip(x.par_chunks(t)).enumerate().for_each(|(row, (y, x))| {
-                let i = row % t;
+                let i = row % tq + offset;
                 let m = x[..=i].iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                 let mut z = 0.0;
                 for j in 0..=i {

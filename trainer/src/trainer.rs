@@ -2,13 +2,16 @@
 //!
 //! [`Trainer::step`] takes [`TrainGroup`]s (a prompt's token ids and its sampled completions with
 //! rewards), refuses any from the eval split, computes advantages, splits the sequences into
-//! micro-batches, accumulates the gradient of the loss over them, and applies one AdamW update
-//! unless the loss or the gradient is not finite, in which case the update is skipped and
-//! recorded. [`Trainer::train_batch`] runs `num_iterations` such updates on one batch with
-//! `logp_old` fixed before the first. The whole mutable state — adapter, AdamW moments, step and
-//! RNG — is in [`Trainer`]'s public fields and round-trips through [`Trainer::save_checkpoint`]
-//! and [`Trainer::resume`].
+//! micro-batches (by default within each prompt's group, whose prompt then runs once per
+//! micro-batch: [`TrainConfig::share_prompts`]), accumulates the gradient of the loss over
+//! them, and applies one AdamW update unless the loss or the gradient is not finite, in which
+//! case the update is skipped and recorded. [`Trainer::train_batch`] runs `num_iterations` such
+//! updates on one batch with `logp_old` fixed before the first. The whole mutable state —
+//! adapter, AdamW moments, step and RNG — is in [`Trainer`]'s public fields and round-trips
+//! through [`Trainer::save_checkpoint`] and [`Trainer::resume`].
 
+use std::collections::HashMap;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
@@ -70,6 +73,12 @@ pub struct TrainConfig {
     pub seed: u64,
     /// If set, the state is checkpointed here after every update.
     pub checkpoint: Option<PathBuf>,
+    /// Run each prompt once for the completions that share it ([`BaseModel::group_logprobs`]):
+    /// sequences are grouped by prompt after the shuffle and a micro-batch holds up to
+    /// `micro_batch` completions of one prompt. The loss and gradient equal the per-row
+    /// forward's up to float rounding (`bnpo`, defined per micro-batch, sees the different
+    /// partition). `false` is the per-row forward with micro-batches across prompts.
+    pub share_prompts: bool,
 }
 
 impl Default for TrainConfig {
@@ -81,6 +90,7 @@ impl Default for TrainConfig {
             micro_batch: 2,
             seed: 0,
             checkpoint: None,
+            share_prompts: true,
         }
     }
 }
@@ -250,12 +260,63 @@ impl Trainer {
         Ok((items, kept.len(), dropped, mean_reward))
     }
 
+    /// Puts the items in the order they are trained in: as shuffled, or, with
+    /// `share_prompts`, grouped by prompt (groups in order of first appearance, items within a
+    /// group in shuffled order).
+    fn order(&self, items: Vec<Item>) -> Vec<Item> {
+        if !self.config.share_prompts {
+            return items;
+        }
+        let mut first: HashMap<&[u32], usize> = HashMap::new();
+        let rank: Vec<usize> = items
+            .iter()
+            .map(|it| {
+                let n = first.len();
+                *first.entry(&it.prompt[..]).or_insert(n)
+            })
+            .collect();
+        let mut idx: Vec<usize> = (0..items.len()).collect();
+        idx.sort_by_key(|&i| rank[i]); // stable
+        idx.into_iter().map(|i| items[i].clone()).collect()
+    }
+
+    /// The micro-batches, as ranges of `items`: chunks of `micro_batch`, or with
+    /// `share_prompts` chunks of `micro_batch` within each run of items sharing a prompt.
+    fn micro_batches(&self, items: &[Item]) -> Vec<Range<usize>> {
+        let mb = self.config.micro_batch;
+        let mut out = Vec::new();
+        let mut start = 0;
+        while start < items.len() {
+            let mut end = start + 1;
+            while end < items.len() && end - start < mb && (!self.config.share_prompts || items[end].prompt == items[start].prompt) {
+                end += 1;
+            }
+            out.push(start..end);
+            start = end;
+        }
+        out
+    }
+
+    /// Per-token log-probs of a micro-batch (concatenated, in order): with `share_prompts`,
+    /// each run of items sharing a prompt goes through [`BaseModel::group_logprobs`].
+    fn chunk_logprobs(&self, chunk: &[Item], adapter: Option<&LoraAdapter>) -> Result<Tensor> {
+        if !self.config.share_prompts {
+            let seqs: Vec<(&[u32], &[u32])> = chunk.iter().map(|i| (&i.prompt[..], &i.completion[..])).collect();
+            return self.model.completion_logprobs(&seqs, adapter);
+        }
+        let mut parts = Vec::new();
+        for run in chunk.chunk_by(|a, b| a.prompt == b.prompt) {
+            let completions: Vec<&[u32]> = run.iter().map(|i| &i.completion[..]).collect();
+            parts.push(self.model.group_logprobs(&run[0].prompt, &completions, adapter)?);
+        }
+        Ok(Tensor::cat(&parts, 0)?)
+    }
+
     /// Per-token log-probs of `items` (concatenated), without keeping a graph.
     fn logprobs_nograd(&self, items: &[Item], adapter: Option<&LoraAdapter>) -> Result<Vec<f64>> {
         let mut out = Vec::new();
-        for chunk in items.chunks(self.config.micro_batch) {
-            let seqs: Vec<(&[u32], &[u32])> = chunk.iter().map(|i| (&i.prompt[..], &i.completion[..])).collect();
-            out.extend(to_f64_vec(&self.model.completion_logprobs(&seqs, adapter)?.detach())?);
+        for r in self.micro_batches(items) {
+            out.extend(to_f64_vec(&self.chunk_logprobs(&items[r], adapter)?.detach())?);
         }
         Ok(out)
     }
@@ -264,6 +325,7 @@ impl Trainer {
     pub fn step(&mut self, groups: &[TrainGroup]) -> Result<StepReport> {
         let (mut items, used, dropped, mean_reward) = self.prepare(groups)?;
         self.rng.shuffle(&mut items);
+        let items = self.order(items);
         self.update(&items, None, used, dropped, mean_reward)
     }
 
@@ -272,6 +334,7 @@ impl Trainer {
     pub fn train_batch(&mut self, groups: &[TrainGroup]) -> Result<Vec<StepReport>> {
         let (mut items, used, dropped, mean_reward) = self.prepare(groups)?;
         self.rng.shuffle(&mut items);
+        let items = self.order(items);
         let mu = self.config.loss.num_iterations.max(1);
         let old = if mu > 1 && !items.is_empty() { Some(self.logprobs_nograd(&items, Some(&self.adapter))?) } else { None };
         (0..mu).map(|_| self.update(&items, old.as_deref(), used, dropped, mean_reward)).collect()
@@ -302,16 +365,16 @@ impl Trainer {
             self.after_step()?;
             return Ok(report);
         }
-        let mb = self.config.micro_batch;
-        let micro: Vec<usize> = (0..items.len()).map(|i| i / mb).collect();
+        let chunks = self.micro_batches(items);
+        let micro: Vec<usize> = chunks.iter().enumerate().flat_map(|(m, r)| r.clone().map(move |_| m)).collect();
         let weights = token_weights(cfg.loss_type, &lens, &micro, cfg.max_completion_length);
         let vars: Vec<(String, candle_core::Var)> =
             self.adapter.named_vars().into_iter().map(|(n, v)| (n, v.clone())).collect();
         let mut grads: Vec<Vec<f32>> = vars.iter().map(|(_, v)| vec![0.0; v.elem_count()]).collect();
         let (mut w_off, mut old_off) = (0usize, 0usize);
         let mut stat_tokens = 0.0;
-        for chunk in items.chunks(mb) {
-            let seqs: Vec<(&[u32], &[u32])> = chunk.iter().map(|i| (&i.prompt[..], &i.completion[..])).collect();
+        for r in chunks {
+            let chunk = &items[r];
             let n_tok: usize = chunk.iter().map(|i| i.completion.len()).sum();
             let live: usize = chunk.iter().filter(|i| !i.masked).map(|i| i.completion.len()).sum();
             let chunk_old = old.map(|o| &o[old_off..old_off + n_tok]);
@@ -320,11 +383,11 @@ impl Trainer {
                 continue;
             }
             let refs = if cfg.beta != 0.0 && cfg.loss_type != LossType::Sft {
-                Some(to_f64_vec(&self.model.completion_logprobs(&seqs, None)?)?)
+                Some(to_f64_vec(&self.chunk_logprobs(chunk, None)?)?)
             } else {
                 None
             };
-            let logp = self.model.completion_logprobs(&seqs, Some(&self.adapter))?;
+            let logp = self.chunk_logprobs(chunk, Some(&self.adapter))?;
             // Masked sequences' tokens get weight 0; others take the next weights in order.
             let mut w = Vec::with_capacity(n_tok);
             let mut terms = Vec::with_capacity(n_tok);
