@@ -24,6 +24,8 @@ pub enum BenchCmd {
     Model(ModelArgs),
     /// Trainer speed: forward+backward tokens/s for 8x256, GFLOP/s, MFU, peak RSS.
     Train(crate::bench_train::TrainArgs),
+    /// A GRPO group's forward+backward with the prompt shared (the trainer) vs per row (peer).
+    Group(crate::bench_train::GroupArgs),
     /// The RLM runtime's own overhead (outside model calls and guest code) on a 20-turn scripted run.
     Rlm(crate::bench_rlm::RlmArgs),
 }
@@ -56,6 +58,7 @@ pub fn run(cmd: BenchCmd) -> anyhow::Result<std::process::ExitCode> {
             rt.block_on(bench_model(args))
         }
         BenchCmd::Train(args) => crate::bench_train::run(args),
+        BenchCmd::Group(args) => crate::bench_train::run_group(args),
         BenchCmd::Rlm(args) => {
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             rt.block_on(crate::bench_rlm::bench_rlm(args))

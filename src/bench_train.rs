@@ -65,3 +65,52 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// Arguments of `autodidact bench group`.
+#[derive(Args)]
+pub struct GroupArgs {
+    /// The base GGUF (default: the bootstrapped SmolLM2 in $AUTODIDACT_HOME).
+    #[arg(long, value_name = "FILE")]
+    pub model: Option<PathBuf>,
+    /// Prompt tokens (the nightly's agent prompt is about 370).
+    #[arg(long, default_value_t = 400, value_name = "N")]
+    pub prompt_len: usize,
+    /// Completions sharing the prompt.
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    pub group: usize,
+    /// Tokens per completion.
+    #[arg(long, default_value_t = 60, value_name = "N")]
+    pub completion_len: usize,
+    /// Rows per per-row pass (the policy's `training.micro_batch`).
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub micro_batch: usize,
+    /// Repetitions; medians are reported.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub reps: usize,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `autodidact bench group`: forward+backward of a GRPO group with its prompt run once per
+/// pass (what the trainer does) against once per row (its peer), medians.
+pub fn run_group(args: GroupArgs) -> anyhow::Result<ExitCode> {
+    let path = args.model.unwrap_or_else(default_model_path);
+    let model = BaseModel::load_gguf(&path, DType::F32).with_context(|| format!("loading {}", path.display()))?;
+    let r = autodidact_trainer::bench::bench_group(&model, args.prompt_len, args.group, args.completion_len, args.micro_batch.max(1), args.reps.max(1))?;
+    let v = json!({
+        "prompt_len": r.prompt_len, "group": r.group, "completion_len": r.completion_len,
+        "micro_batch": r.micro_batch, "threads": r.threads,
+        "per_row_s": r.per_row_s, "shared_s": r.shared_s, "shared_micro_s": r.shared_micro_s,
+        "speedup": r.speedup, "speedup_micro": r.speedup_micro,
+    });
+    if args.json {
+        println!("{v}");
+    } else {
+        println!("group of {} x {} tokens after a {}-token prompt ({} threads)", r.group, r.completion_len, r.prompt_len, r.threads);
+        println!("  per-row, micro-batch {}   {:>8.2} s", r.micro_batch, r.per_row_s);
+        println!("  shared, one pass          {:>8.2} s  ({:.2}x)", r.shared_s, r.speedup);
+        println!("  shared, micro-batch {}    {:>8.2} s  ({:.2}x)", r.micro_batch, r.shared_micro_s, r.speedup_micro);
+    }
+    Ok(ExitCode::SUCCESS)
+}

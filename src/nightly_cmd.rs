@@ -548,6 +548,9 @@ async fn train(night: &Night) -> Result<Value> {
     let mut config = TrainConfig::from_policy(&night.policy.training);
     config.seed = plan.seed;
     config.loss.max_completion_length = plan.max_completion_length;
+    // With shared prompts a micro-batch runs its prompt once: take whole groups (attempts and
+    // hinted retries) per micro-batch.
+    config.micro_batch = config.micro_batch.max(2 * plan.group_size as usize);
     let mut trainer = crate::train_cmd::trainer_with_past(base, config.clone(), past.clone())?;
     let mut curve = Vec::new();
     let mut signals = json!({"hinted_successes": hinted_successes, "sft_steps": 0, "grpo_updates": 0});

@@ -28,7 +28,7 @@ fn plan() -> Value {
 
 /// Records a night up to `eval_candidate` and runs `nightly --stop-after gate`; returns the
 /// candidate's status and the gate's output.
-async fn gate(target_after: &[bool], other_after: &[bool]) -> (AdapterStatus, Value) {
+async fn run_gate(target_after: &[bool], other_after: &[bool]) -> (AdapterStatus, Value) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("m.db").display());
     let store = Store::open(&url).await.unwrap();
@@ -75,7 +75,7 @@ async fn the_gate_promotes_an_improvement_and_rejects_a_regression() {
     improved[..12].iter_mut().for_each(|p| *p = true);
     let mut other_same = [false; 30];
     other_same[..15].iter_mut().for_each(|p| *p = true);
-    let (status, gate) = gate(&improved, &other_same).await;
+    let (status, gate) = run_gate(&improved, &other_same).await;
     assert_eq!(status, AdapterStatus::Promoted, "gate: {gate}");
     assert_eq!(gate["decision"], "promoted");
     let evidence = gate["evidence"].as_array().unwrap();
@@ -86,7 +86,7 @@ async fn the_gate_promotes_an_improvement_and_rejects_a_regression() {
 
     let mut other_worse = [false; 30];
     other_worse[..10].iter_mut().for_each(|p| *p = true);
-    let (status, gate) = gate(&improved, &other_worse).await;
+    let (status, gate) = run_gate(&improved, &other_worse).await;
     assert_eq!(status, AdapterStatus::Rejected, "gate: {gate}");
     assert_eq!(gate["decision"], "rejected");
     assert!(gate["reason"].as_str().unwrap().contains("arith"), "the reason names the regressed suite: {gate}");
