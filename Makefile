@@ -13,9 +13,12 @@ bootstrap:
 build: bootstrap
 	cargo build --bin autodidact
 
-# The main job on the embedded defaults. For now: a short sandbox demo.
+# The main job on the embedded defaults: one quick night of self-improvement (rollouts on the
+# toy family, a LoRA update, evals of the base and the candidate, the promotion gate, the
+# report). It prints pass@1 before and after, the decision and the report's path. Running it
+# again runs the next night on top of what was promoted; a killed run resumes.
 demo: build
-	$(BIN) sandbox exec examples/sandbox-demo/demo.py
+	$(BIN) nightly --quick
 
 # Every test in the workspace, the tidy test included, against real assets. The memory
 # crate's tests also run against a real PostgreSQL server, stopped again whatever happens.

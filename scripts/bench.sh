@@ -36,5 +36,7 @@ echo "bench: model (prompt processing, generation, groups)" >&2
 echo "bench: trainer (forward+backward 8x256, MFU, peak RSS; parity with llama.cpp)" >&2
 "$BIN" bench train --json | python3 -c 'import json,sys; print(json.dumps({"bench": "train", **json.load(sys.stdin)}))'
 "$BIN" trainer parity --json | python3 -c 'import json,sys; print(json.dumps({"bench": "trainer-parity", **json.load(sys.stdin)}))'
+echo "bench: a GRPO group with its prompt run once (the trainer) vs once per row (the peer)" >&2
+"$BIN" bench group --json | python3 -c 'import json,sys; print(json.dumps({"bench": "train-group", **json.load(sys.stdin)}))'
 echo "bench: the RLM runtime's own overhead (20-turn scripted run)" >&2
 "$BIN" bench rlm --json | python3 -c 'import json,sys; print(json.dumps({"bench": "rlm", **json.load(sys.stdin)}))'
