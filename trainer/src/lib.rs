@@ -33,6 +33,9 @@
 
 mod error;
 pub mod bench;
+mod bench_consolidation;
+pub mod consolidation;
+pub mod linalg;
 pub mod lora;
 pub mod loss;
 pub mod model;
@@ -42,6 +45,7 @@ pub mod rng;
 pub mod trainer;
 
 pub use candle_core::DType;
+pub use consolidation::{Consolidation, ConsolidationKind, Penalty};
 pub use error::{Error, Result};
 pub use lora::{LoraAdapter, LoraConfig, LoraPair, Target};
 pub use loss::{LossConfig, LossType, ScaleRewards};
