@@ -7,6 +7,7 @@
 mod adapters;
 mod memory_cmd;
 mod bench_cmd;
+mod bench_consolidation;
 mod bench_rlm;
 mod bench_train;
 mod eval_cmd;

@@ -64,15 +64,15 @@ pub struct ConsolidationBenchConfig {
 impl Default for ConsolidationBenchConfig {
     fn default() -> Self {
         ConsolidationBenchConfig {
-            steps: 8,
+            steps: 6,
             lr: 2e-3,
             lora_rank: 8,
             groups: 4,
             prompt_len: 12,
             completion_len: 8,
             seed: 1,
-            ella_lambdas: vec![1e4, 1e6],
-            olora_lambdas: vec![1e-3, 1e-2],
+            ella_lambdas: vec![1e5, 1e6],
+            olora_lambdas: vec![1e-2, 1e-1],
             merged_rank_cap: 32,
         }
     }
@@ -103,6 +103,9 @@ pub struct ConsolidationSetting {
     pub delta_energy: f64,
     /// Rank of `merge(past, delta)`.
     pub merged_rank: usize,
+    /// Median seconds of one penalty evaluation (value and gradient) on the final delta: the
+    /// penalty's own cost per step, measured apart from the step's noise.
+    pub penalty_s: f64,
     /// Seconds taken by the merge.
     pub merge_s: f64,
     /// `max |Δ logp|` between `merge(past, delta)` and the past and delta applied separately.
@@ -229,6 +232,12 @@ pub fn consolidation(model: &BaseModel, cfg: &ConsolidationBenchConfig) -> Resul
             last = Some(t.step(&fam_b)?);
             times.push(t0.elapsed().as_secs_f64());
         }
+        let mut pen_times = Vec::new();
+        for _ in 0..3 {
+            let t0 = Instant::now();
+            crate::consolidation::penalty(&c, &t.adapter, t.model.past())?;
+            pen_times.push(t0.elapsed().as_secs_f64());
+        }
         let t0 = Instant::now();
         let merged = LoraAdapter::merge(&past, &t.adapter, cfg.merged_rank_cap)?;
         let merge_s = t0.elapsed().as_secs_f64();
@@ -249,6 +258,7 @@ pub fn consolidation(model: &BaseModel, cfg: &ConsolidationBenchConfig) -> Resul
             grad_norm_last: last.grad_norm,
             delta_energy: t.adapter.delta_energy()?,
             merged_rank: merged.config.rank,
+            penalty_s: median(pen_times),
             merge_s,
             merge_max_abs_logp_diff: diff,
         });
