@@ -70,5 +70,6 @@ pub fn run(args: ConsolidationArgs) -> anyhow::Result<ExitCode> {
             s.penalty_s
         );
     }
+    println!("merge truncated by SVD on every matrix: {:.2} s", r.truncated_merge_s);
     Ok(ExitCode::SUCCESS)
 }

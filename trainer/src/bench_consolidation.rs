@@ -127,6 +127,9 @@ pub struct ConsolidationBench {
     pub night1_step_s_median: f64,
     /// One entry per night-2 setting, `none` first.
     pub settings: Vec<ConsolidationSetting>,
+    /// Seconds to merge the past and the last setting's delta with the cap at one night's rank,
+    /// which forces the truncated-SVD path on every matrix.
+    pub truncated_merge_s: f64,
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {
@@ -223,6 +226,7 @@ pub fn consolidation(model: &BaseModel, cfg: &ConsolidationBenchConfig) -> Resul
     grid.extend(cfg.ella_lambdas.iter().map(|&lambda| Consolidation { kind: ConsolidationKind::Ella, lambda }));
     grid.extend(cfg.olora_lambdas.iter().map(|&lambda| Consolidation { kind: ConsolidationKind::OLora, lambda }));
     let mut settings = Vec::new();
+    let mut truncated_merge_s = f64::NAN;
     for c in grid {
         let mut t = Trainer::with_past(base.clone(), train_config(cfg, c), &past)?;
         let mut times = Vec::new();
@@ -238,6 +242,9 @@ pub fn consolidation(model: &BaseModel, cfg: &ConsolidationBenchConfig) -> Resul
             crate::consolidation::penalty(&c, &t.adapter, t.model.past())?;
             pen_times.push(t0.elapsed().as_secs_f64());
         }
+        let t0 = Instant::now();
+        LoraAdapter::merge(&past, &t.adapter, cfg.lora_rank)?;
+        truncated_merge_s = t0.elapsed().as_secs_f64();
         let t0 = Instant::now();
         let merged = LoraAdapter::merge(&past, &t.adapter, cfg.merged_rank_cap)?;
         let merge_s = t0.elapsed().as_secs_f64();
@@ -263,5 +270,5 @@ pub fn consolidation(model: &BaseModel, cfg: &ConsolidationBenchConfig) -> Resul
             merge_max_abs_logp_diff: diff,
         });
     }
-    Ok(ConsolidationBench { config: cfg.clone(), a_base, a_past, b_before, night1_step_s_median: median(times), settings })
+    Ok(ConsolidationBench { config: cfg.clone(), a_base, a_past, b_before, night1_step_s_median: median(times), settings, truncated_merge_s })
 }

@@ -199,11 +199,11 @@ pub fn svd(a: &Mat) -> (Mat, Vec<f64>, Mat) {
     for (k, &(sigma, j)) in order.iter().enumerate() {
         s.push(sigma);
         if sigma > 0.0 {
-            for i in 0..m {
-                um.set(i, k, u[j][i] / sigma);
+            for (i, x) in u[j].iter().enumerate() {
+                um.set(i, k, x / sigma);
             }
-            for i in 0..n {
-                vm.set(i, k, v[j][i]);
+            for (i, x) in v[j].iter().enumerate() {
+                vm.set(i, k, *x);
             }
         }
     }

@@ -405,8 +405,8 @@ pub(crate) fn truncated_factors(b: &Mat, a: &Mat, k: usize) -> (Mat, Mat) {
     let k = k.min(s.len());
     let mut us = u.first_cols(k);
     let mut vs = v.first_cols(k);
-    for j in 0..k {
-        let h = s[j].sqrt();
+    for (j, sigma) in s.iter().take(k).enumerate() {
+        let h = sigma.sqrt();
         for i in 0..us.rows {
             us.data[i * k + j] *= h;
         }
