@@ -24,8 +24,11 @@ pub struct ConsolidationArgs {
     #[arg(long, default_value_t = 6, value_name = "N")]
     pub steps: usize,
     /// Seed of the data and the trainers.
-    #[arg(long, default_value_t = 1, value_name = "N")]
+    #[arg(long, default_value_t = 2, value_name = "N")]
     pub seed: u64,
+    /// Peak learning rate of both nights.
+    #[arg(long, default_value_t = 5e-4, value_name = "LR")]
+    pub lr: f64,
     /// λ values for ELLA, comma-separated.
     #[arg(long, value_delimiter = ',', default_values_t = [1e5, 1e6], value_name = "L,..")]
     pub ella: Vec<f64>,
@@ -44,6 +47,7 @@ pub fn run(args: ConsolidationArgs) -> anyhow::Result<ExitCode> {
     let cfg = ConsolidationBenchConfig {
         steps: args.steps.max(1),
         seed: args.seed,
+        lr: args.lr,
         ella_lambdas: args.ella,
         olora_lambdas: args.olora,
         ..ConsolidationBenchConfig::default()

@@ -129,8 +129,8 @@ impl Default for TrainingPolicy {
                 LoraTarget::Up,
                 LoraTarget::Down,
             ],
-            consolidation: Consolidation::Ella,
-            consolidation_lambda: 1e4,
+            consolidation: Consolidation::Olora,
+            consolidation_lambda: 1e-2,
             merged_rank_cap: 32,
         }
     }

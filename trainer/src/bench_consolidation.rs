@@ -65,12 +65,12 @@ impl Default for ConsolidationBenchConfig {
     fn default() -> Self {
         ConsolidationBenchConfig {
             steps: 6,
-            lr: 2e-3,
+            lr: 5e-4,
             lora_rank: 8,
             groups: 4,
             prompt_len: 12,
             completion_len: 8,
-            seed: 1,
+            seed: 2,
             ella_lambdas: vec![1e5, 1e6],
             olora_lambdas: vec![1e-2, 1e-1],
             merged_rank_cap: 32,
