@@ -1,6 +1,7 @@
 //! `autodidact bench ...`: benchmarks, reported as medians (not timed tests).
 //!
-//! `bench train` measures the trainer (`bench_train.rs`).
+//! `bench train` measures the trainer (`bench_train.rs`); `bench consolidation` compares the
+//! consolidation penalties over two nights (`bench_consolidation.rs`).
 //!
 //! `bench model` measures the in-process llama.cpp backend the way llama-bench does (pp512:
 //! 512 random tokens as one prompt), then generation through the real `chat` and `chat_group`
@@ -26,6 +27,9 @@ pub enum BenchCmd {
     Train(crate::bench_train::TrainArgs),
     /// A GRPO group's forward+backward with the prompt shared (the trainer) vs per row (peer).
     Group(crate::bench_train::GroupArgs),
+    /// Consolidation penalties (none, ELLA, O-LoRA) on two nights: gain on the new family,
+    /// retention of the old one, time per step.
+    Consolidation(crate::bench_consolidation::ConsolidationArgs),
     /// The RLM runtime's own overhead (outside model calls and guest code) on a 20-turn scripted run.
     Rlm(crate::bench_rlm::RlmArgs),
 }
@@ -59,6 +63,7 @@ pub fn run(cmd: BenchCmd) -> anyhow::Result<std::process::ExitCode> {
         }
         BenchCmd::Train(args) => crate::bench_train::run(args),
         BenchCmd::Group(args) => crate::bench_train::run_group(args),
+        BenchCmd::Consolidation(args) => crate::bench_consolidation::run(args),
         BenchCmd::Rlm(args) => {
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             rt.block_on(crate::bench_rlm::bench_rlm(args))

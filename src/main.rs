@@ -9,6 +9,7 @@ mod adapters_cmd;
 mod memory_cmd;
 mod nightly_cmd;
 mod bench_cmd;
+mod bench_consolidation;
 mod bench_rlm;
 mod bench_train;
 mod eval_cmd;

@@ -356,18 +356,23 @@ async fn online(s: &mut Session, args: &TrainArgs, policy: &Policy) -> anyhow::R
     }))
 }
 
-/// A trainer whose forward applies `past` (the promoted adapter, frozen) under the new update.
+/// A trainer whose forward applies `past` (the promoted adapter, frozen) under the new update,
+/// with the policy's consolidation penalty against it.
 pub(crate) fn trainer_with_past(base: BaseModel, config: TrainConfig, past: Option<autodidact_trainer::LoraAdapter>) -> anyhow::Result<Trainer> {
-    match past {
-        None => Ok(Trainer::new(base, config)?),
-        Some(_) => bail!("training on top of a promoted adapter needs the consolidation support of the trainer (not built yet)"),
-    }
+    Ok(match past {
+        None => Trainer::new(base, config)?,
+        Some(p) => Trainer::with_past(base, config, &p)?,
+    })
 }
 
-/// Writes the adapter that applies `past` and the trainer's update together to `path`.
-pub(crate) fn merge_adapters(past: Option<&autodidact_trainer::LoraAdapter>, trainer: &Trainer, path: &std::path::Path, _policy: &Policy) -> anyhow::Result<()> {
+/// Writes the adapter that applies `past` and the trainer's update together to `path`: one
+/// merged adapter (exact below `training.merged_rank_cap`, truncated by SVD above it).
+pub(crate) fn merge_adapters(past: Option<&autodidact_trainer::LoraAdapter>, trainer: &Trainer, path: &std::path::Path, policy: &Policy) -> anyhow::Result<()> {
     match past {
         None => Ok(trainer.export_adapter(path)?),
-        Some(_) => bail!("merging adapters needs the consolidation support of the trainer (not built yet)"),
+        Some(p) => {
+            let merged = autodidact_trainer::LoraAdapter::merge(p, &trainer.adapter, policy.training.merged_rank_cap)?;
+            Ok(merged.export_gguf(path, &trainer.model.config.architecture)?)
+        }
     }
 }

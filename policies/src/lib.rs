@@ -92,6 +92,14 @@ pub struct TrainingPolicy {
     pub lora_alpha: f64,
     /// Adapted layers among `q`, `k`, `v`, `o`, `gate`, `up`, `down` (`training.lora_targets`).
     pub lora_targets: Vec<LoraTarget>,
+    /// How a night's update is kept from overwriting what earlier nights promoted: `ella`,
+    /// `olora` or `none` (`training.consolidation`).
+    pub consolidation: Consolidation,
+    /// The penalty's weight `λ` (`training.consolidation_lambda`).
+    pub consolidation_lambda: f64,
+    /// The largest rank of the one merged adapter that carries every promoted update; above it
+    /// the merge is truncated by SVD (`training.merged_rank_cap`).
+    pub merged_rank_cap: usize,
 }
 
 impl Default for TrainingPolicy {
@@ -123,8 +131,23 @@ impl Default for TrainingPolicy {
                 LoraTarget::Up,
                 LoraTarget::Down,
             ],
+            consolidation: Consolidation::Olora,
+            consolidation_lambda: 1e-2,
+            merged_rank_cap: 32,
         }
     }
+}
+
+/// The consolidation penalty against the promoted (past) adapter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Consolidation {
+    /// ELLA: `λ ‖ΔW ⊙ W_past‖²_F` per adapted matrix.
+    Ella,
+    /// O-LoRA: `λ Σ |A_past A_newᵀ|` per adapted matrix.
+    Olora,
+    /// No penalty.
+    None,
 }
 
 /// TRL's `loss_type`, plus `sft` (rejection-sampling fine-tuning on successful completions).
@@ -574,7 +597,8 @@ impl Policy {
             }
         }
         let t = &self.training;
-        let at_least_one: [(&str, usize); 5] = [
+        let at_least_one: [(&str, usize); 6] = [
+            ("training.merged_rank_cap", t.merged_rank_cap),
             ("training.num_iterations", t.num_iterations),
             ("training.max_completion_length", t.max_completion_length),
             ("training.micro_batch", t.micro_batch),
@@ -597,6 +621,7 @@ impl Policy {
             ("training.epsilon_high", t.epsilon_high),
             ("training.max_grad_norm", t.max_grad_norm),
             ("training.weight_decay", t.weight_decay),
+            ("training.consolidation_lambda", t.consolidation_lambda),
         ];
         for (key, value) in non_negative {
             if !(value >= 0.0 && value.is_finite()) {
@@ -753,6 +778,23 @@ mod tests {
         assert!(e.starts_with("p.toml:2: key `training.num_generations`"), "{e}");
         let e = err("[budget]\nturn_tokens = 5\n[training]\nlora_alpha = 0.0\n");
         assert_eq!(e, "p.toml:4: key `training.lora_alpha`: must be a finite number greater than 0");
+    }
+
+    #[test]
+    fn consolidation_keys_parse_and_check_their_values() {
+        let p = Policy::parse(
+            "[training]\nconsolidation = \"olora\"\nconsolidation_lambda = 0.5\nmerged_rank_cap = 16\n",
+            Path::new("x"),
+        )
+        .unwrap();
+        assert_eq!(p.training.consolidation, Consolidation::Olora);
+        assert_eq!((p.training.consolidation_lambda, p.training.merged_rank_cap), (0.5, 16));
+        let e = err("[training]\nconsolidation = \"ewc\"\n");
+        assert!(e.starts_with("p.toml:2: key `training.consolidation`"), "{e}");
+        let e = err("[training]\n\nconsolidation_lambda = -1.0\n");
+        assert_eq!(e, "p.toml:3: key `training.consolidation_lambda`: -1 must be a finite number ≥ 0");
+        let e = err("[training]\nmerged_rank_cap = 0\n");
+        assert_eq!(e, "p.toml:2: key `training.merged_rank_cap`: must be at least 1");
     }
 
     #[test]

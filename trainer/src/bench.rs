@@ -1,3 +1,9 @@
+//! Benchmarks behind `autodidact bench train` and `autodidact bench consolidation`.
+//!
+//! `bench consolidation` ([`consolidation`]) trains two nights on two task families and reports,
+//! per consolidation penalty, the gain on the new family, the retention of the old one and the
+//! time per step (see `bench_consolidation.rs`).
+//!
 //! `bench train`: the speed of a training step, against the machine's own GEMM speed.
 //!
 //! - `tokens_per_s`: forward plus backward (one [`Trainer::step`], optimiser included, which is
@@ -27,6 +33,8 @@
 //! is wasted. `CANDLE_NUM_THREADS=1` turns that pool off while GEMM keeps rayon's threads.
 
 use std::time::Instant;
+
+pub use crate::bench_consolidation::{consolidation, ConsolidationBench, ConsolidationBenchConfig, ConsolidationSetting};
 
 use candle_core::{Device, Tensor};
 

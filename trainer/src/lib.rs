@@ -20,6 +20,16 @@
 //! - [`Trainer`] (`trainer.rs`): the above plus the step counter and the RNG state, saved and
 //!   restored atomically so that a resume takes a bit-identical next step.
 //!
+//! Nights compose (`consolidation.rs`, `lora.rs`): every promoted update is kept as **one**
+//! merged adapter ([`LoraAdapter::merge`]: exact concatenation, or a truncated SVD computed from
+//! the factors, `linalg.rs`, above a rank cap), because llama.cpp applies one active adapter.
+//! The next night trains a fresh delta with that *past* adapter frozen inside the model
+//! ([`BaseModel::set_past`], [`Trainer::with_past`]): it is applied in every forward, the KL
+//! reference's included, but receives no gradient and is not checkpointed. A consolidation
+//! penalty against it ([`Consolidation`]: ELLA's `λ‖ΔW ⊙ W_past‖²_F` or O-LoRA's
+//! `λ Σ|A_past Aᵀ|`) is added to the loss once per update and reported in
+//! [`StepReport::penalty`]. `bench::consolidation` measures the penalties against each other.
+//!
 //! Why custom ops (`ops.rs`): candle's fast `rms_norm`, softmax, `rope` and quantized matmul have
 //! no backward and silently cut the gradient, while the differentiable compositions keep large
 //! intermediates in the graph. The hot ops are therefore custom ops with hand-written backward
@@ -37,6 +47,9 @@
 
 mod error;
 pub mod bench;
+mod bench_consolidation;
+pub mod consolidation;
+pub mod linalg;
 pub mod lora;
 pub mod loss;
 pub mod model;
@@ -46,6 +59,7 @@ pub mod rng;
 pub mod trainer;
 
 pub use candle_core::DType;
+pub use consolidation::{Consolidation, ConsolidationKind, Penalty};
 pub use error::{Error, Result};
 pub use lora::{LoraAdapter, LoraConfig, LoraPair, Target};
 pub use loss::{LossConfig, LossType, ScaleRewards};

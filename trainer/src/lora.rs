@@ -20,6 +20,7 @@ use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::{DType, Device, Tensor, Var};
 
 use crate::error::{Error, Result};
+use crate::linalg::{qr, svd, Mat};
 use crate::rng::Rng;
 
 /// A base linear layer LoRA can adapt.
@@ -198,6 +199,121 @@ impl LoraAdapter {
         self.pairs.iter().map(|p| p.a.elem_count() + p.b.elem_count()).sum()
     }
 
+    /// An independent copy (new storage, in `dtype`): training the original no longer changes
+    /// it. (`Clone` shares the `Var`s' storage.)
+    pub fn detached_copy(&self, dtype: DType) -> Result<Self> {
+        let own = |v: &Var| -> Result<Var> { Ok(Var::from_tensor(&v.as_tensor().to_dtype(dtype)?.copy()?)?) };
+        let pairs = self
+            .pairs
+            .iter()
+            .map(|p| Ok(LoraPair { layer: p.layer, target: p.target, a: own(&p.a)?, b: own(&p.b)? }))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self::from_pairs(self.config.clone(), pairs))
+    }
+
+    /// `‖ΔW‖²_F` of every pair, `ΔW = (α/r)·B·A`, computed from the factors as
+    /// `(α/r)² · tr((BᵀB)(AAᵀ))`, layer-major in the adapter's order.
+    pub fn delta_energies(&self) -> Result<Vec<((usize, Target), f64)>> {
+        let s2 = self.config.scale() * self.config.scale();
+        self.pairs
+            .iter()
+            .map(|p| {
+                let (a, b) = (p.a.as_tensor().to_dtype(DType::F64)?, p.b.as_tensor().to_dtype(DType::F64)?);
+                let btb = b.t()?.matmul(&b)?;
+                let aat = a.matmul(&a.t()?)?;
+                let tr = (btb * aat)?.sum_all()?.to_scalar::<f64>()?;
+                Ok(((p.layer, p.target), s2 * tr))
+            })
+            .collect()
+    }
+
+    /// `Σ ‖ΔW‖²_F` over the pairs: the size of the whole update (0 for a fresh adapter).
+    pub fn delta_energy(&self) -> Result<f64> {
+        Ok(self.delta_energies()?.iter().map(|(_, e)| e).sum())
+    }
+
+    /// One adapter whose update is `past`'s plus `delta`'s, of rank at most `rank_cap`.
+    ///
+    /// Per adapted matrix the two updates are concatenated exactly,
+    /// `A = [A_p; A_d]`, `B = [s_p·B_p, s_d·B_d]` (`s = α/r` of each side); the merged
+    /// adapter's `α` equals its rank, so its scale is 1 and `B·A = ΔW_p + ΔW_d`. A pair present
+    /// on one side only is carried over. Every pair gets the same rank
+    /// `R = min(r_p + r_d, rank_cap)` (llama.cpp reads one `α` for all tensors and each
+    /// tensor's rank from its shape, so the scale is uniform only if the ranks are); shorter
+    /// pairs are padded with zero rows of `A` and zero columns of `B`, which changes nothing.
+    ///
+    /// When a pair's concatenated rank exceeds `R`, it is replaced by the best rank-`R`
+    /// approximation of `B·A` in Frobenius norm (Eckart–Young), computed from the factors
+    /// ([`crate::linalg`]): thin QRs `B = Q_b R_b`, `Aᵀ = Q_a R_a`, the SVD
+    /// `R_b R_aᵀ = U Σ Vᵀ` of the small core, then `B' = Q_b U_R Σ_R^½` and
+    /// `A' = Σ_R^½ V_Rᵀ Q_aᵀ` (the singular values split evenly between the factors). The
+    /// error is then `√(Σ_{i>R} σ_i²)`.
+    ///
+    /// The result has `delta`'s dtype and exports with [`LoraAdapter::export_gguf`] like any
+    /// adapter.
+    pub fn merge(past: &LoraAdapter, delta: &LoraAdapter, rank_cap: usize) -> Result<LoraAdapter> {
+        if rank_cap == 0 {
+            return Err(Error::InvalidInput("merge: rank_cap must be at least 1".into()));
+        }
+        let dtype = delta.pairs.first().or(past.pairs.first()).map(|p| p.a.dtype()).unwrap_or(DType::F32);
+        let rank = (past.config.rank + delta.config.rank).min(rank_cap);
+        let mut keys: Vec<(usize, Target)> = past.pairs.iter().chain(&delta.pairs).map(|p| (p.layer, p.target)).collect();
+        keys.sort();
+        keys.dedup();
+        let mut pairs = Vec::with_capacity(keys.len());
+        for (layer, target) in keys {
+            // (scaled B, A) of each side present, as f64 matrices.
+            let mut bs: Vec<Mat> = Vec::new();
+            let mut as_: Vec<Mat> = Vec::new();
+            for side in [past, delta] {
+                if let Some(p) = side.get(layer, target) {
+                    let a = to_mat(p.a.as_tensor())?;
+                    let mut b = to_mat(p.b.as_tensor())?;
+                    if b.cols != a.rows {
+                        return Err(Error::InvalidInput(format!("merge: {}: A is {}×{} but B is {}×{}", p.base_name(), a.rows, a.cols, b.rows, b.cols)));
+                    }
+                    let s = side.config.scale();
+                    b.data.iter_mut().for_each(|x| *x *= s);
+                    bs.push(b);
+                    as_.push(a);
+                }
+            }
+            let (n_out, n_in) = (bs[0].rows, as_[0].cols);
+            if bs.iter().any(|b| b.rows != n_out) || as_.iter().any(|a| a.cols != n_in) {
+                return Err(Error::InvalidInput(format!("merge: blk.{layer}.{} has different shapes in the two adapters", target.gguf())));
+            }
+            let r_cat: usize = as_.iter().map(|a| a.rows).sum();
+            // Concatenate: B_cat (n_out, r_cat), A_cat (r_cat, n_in).
+            let mut b_cat = Mat::zeros(n_out, r_cat);
+            let mut a_cat = Mat::zeros(r_cat, n_in);
+            let mut off = 0;
+            for (b, a) in bs.iter().zip(&as_) {
+                for i in 0..n_out {
+                    b_cat.data[i * r_cat + off..i * r_cat + off + b.cols].copy_from_slice(&b.data[i * b.cols..(i + 1) * b.cols]);
+                }
+                a_cat.data[off * n_in..(off + a.rows) * n_in].copy_from_slice(&a.data);
+                off += a.rows;
+            }
+            let (b_new, a_new) = if r_cat <= rank { (b_cat, a_cat) } else { truncated_factors(&b_cat, &a_cat, rank) };
+            // Pad to the uniform rank.
+            let k = a_new.rows;
+            let mut a_pad = Mat::zeros(rank, n_in);
+            a_pad.data[..k * n_in].copy_from_slice(&a_new.data);
+            let mut b_pad = Mat::zeros(n_out, rank);
+            for i in 0..n_out {
+                b_pad.data[i * rank..i * rank + k].copy_from_slice(&b_new.data[i * k..(i + 1) * k]);
+            }
+            let var = |m: Mat| -> Result<Var> {
+                Ok(Var::from_tensor(&Tensor::from_vec(m.data, (m.rows, m.cols), &Device::Cpu)?.to_dtype(dtype)?)?)
+            };
+            pairs.push(LoraPair { layer, target, a: var(a_pad)?, b: var(b_pad)? });
+        }
+        let mut targets: Vec<Target> = past.config.targets.iter().chain(&delta.config.targets).copied().collect();
+        targets.sort();
+        targets.dedup();
+        Ok(Self::from_pairs(LoraConfig { rank, alpha: rank as f32, targets }, pairs))
+    }
+
     /// GGUF metadata of an adapter for a base of `architecture`.
     pub(crate) fn metadata(&self, architecture: &str) -> Vec<(String, gguf_file::Value)> {
         vec![
@@ -272,6 +388,33 @@ impl LoraAdapter {
         let config = LoraConfig { rank, alpha, targets };
         Ok((Self::from_pairs(config, pairs), arch))
     }
+}
+
+/// A 2-D tensor as an `f64` matrix.
+fn to_mat(t: &Tensor) -> Result<Mat> {
+    let (r, c) = t.dims2()?;
+    Ok(Mat::from_vec(r, c, crate::ops::to_f64_vec(t)?))
+}
+
+/// The best rank-`k` factors `(B', A')` of `b · a`, from the factors (see [`LoraAdapter::merge`]).
+pub(crate) fn truncated_factors(b: &Mat, a: &Mat, k: usize) -> (Mat, Mat) {
+    let (qb, rb) = qr(b); // (n_out, kb), (kb, r)
+    let (qa, ra) = qr(&a.t()); // (n_in, ka), (ka, r)
+    let core = rb.matmul(&ra.t()); // (kb, ka)
+    let (u, s, v) = svd(&core);
+    let k = k.min(s.len());
+    let mut us = u.first_cols(k);
+    let mut vs = v.first_cols(k);
+    for (j, sigma) in s.iter().take(k).enumerate() {
+        let h = sigma.sqrt();
+        for i in 0..us.rows {
+            us.data[i * k + j] *= h;
+        }
+        for i in 0..vs.rows {
+            vs.data[i * k + j] *= h;
+        }
+    }
+    (qb.matmul(&us), qa.matmul(&vs).t())
 }
 
 /// Opens and parses a GGUF file.

@@ -82,6 +82,7 @@ impl LlamaConfig {
     }
 }
 
+#[derive(Clone)]
 struct Layer {
     attn_norm: Arc<Vec<f64>>,
     ffn_norm: Arc<Vec<f64>>,
@@ -94,7 +95,10 @@ impl Layer {
     }
 }
 
-/// The frozen base model.
+/// The frozen base model, and optionally a frozen *past* adapter applied in every forward.
+///
+/// Cloning is cheap: the weights' storage is shared.
+#[derive(Clone)]
 pub struct BaseModel {
     /// Its shape.
     pub config: LlamaConfig,
@@ -103,11 +107,16 @@ pub struct BaseModel {
     output: Tensor,
     output_norm: Arc<Vec<f64>>,
     layers: Vec<Layer>,
+    past: Option<LoraAdapter>,
 }
 
 impl std::fmt::Debug for BaseModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BaseModel").field("config", &self.config).field("dtype", &self.dtype).finish()
+        f.debug_struct("BaseModel")
+            .field("config", &self.config)
+            .field("dtype", &self.dtype)
+            .field("past", &self.past.as_ref().map(|p| (p.config.rank, p.pairs.len())))
+            .finish()
     }
 }
 
@@ -180,7 +189,7 @@ impl BaseModel {
             }
             layers.push(Layer { attn_norm, ffn_norm, w });
         }
-        Ok(BaseModel { config, dtype, tok_embd, output, output_norm, layers })
+        Ok(BaseModel { config, dtype, tok_embd, output, output_norm, layers, past: None })
     }
 
     /// The dtype the weights were loaded in.
@@ -201,8 +210,44 @@ impl BaseModel {
         n
     }
 
+    /// Makes `past` (the merge of every promoted update) part of the frozen model: every
+    /// forward computes `W x + s_p·B_p(A_p x)` before any trained adapter's term, the KL
+    /// reference (`adapter = None`) included. The past is copied into fresh storage in the
+    /// model's dtype and goes through [`FrozenLinear`], so it never receives a gradient, is never
+    /// an optimiser parameter and is not part of a trainer checkpoint. `None` removes it.
+    pub fn set_past(&mut self, past: Option<&LoraAdapter>) -> Result<()> {
+        let Some(past) = past else {
+            self.past = None;
+            return Ok(());
+        };
+        for p in &past.pairs {
+            let (n_out, n_in) = self.config.shape_of(p.target);
+            let (ra, ia) = p.a.as_tensor().dims2()?;
+            let (ob, rb) = p.b.as_tensor().dims2()?;
+            if p.layer >= self.config.n_layer || ia != n_in || ob != n_out || ra != rb {
+                return Err(Error::InvalidInput(format!(
+                    "past adapter: {} has A {ra}×{ia} and B {ob}×{rb}, expected A r×{n_in} and B {n_out}×r in a model of {} layers",
+                    p.base_name(),
+                    self.config.n_layer
+                )));
+            }
+        }
+        self.past = Some(past.detached_copy(self.dtype)?);
+        Ok(())
+    }
+
+    /// The frozen past adapter, if any.
+    pub fn past(&self) -> Option<&LoraAdapter> {
+        self.past.as_ref()
+    }
+
     fn linear(&self, x: &Tensor, layer: usize, t: Target, adapter: Option<&LoraAdapter>) -> Result<Tensor> {
-        let y = x.apply_op1(FrozenLinear { w: self.layers[layer].weight(t).clone() })?;
+        let mut y = x.apply_op1(FrozenLinear { w: self.layers[layer].weight(t).clone() })?;
+        if let Some((s_p, p)) = self.past.as_ref().and_then(|a| a.get(layer, t).map(|p| (a.config.scale(), p))) {
+            // The frozen past: s_p B_p (A_p x), through FrozenLinear so only dx flows back.
+            let h = x.apply_op1(FrozenLinear { w: p.a.as_tensor().clone() })?.apply_op1(FrozenLinear { w: p.b.as_tensor().clone() })?;
+            y = (y + (h * s_p)?)?;
+        }
         match adapter.and_then(|a| a.get(layer, t).map(|p| (a.config.scale(), p))) {
             // LoRA (Hu et al. 2021): W x + (α/r) B (A x).
             Some((scale, p)) => Ok((y + (x.matmul(&p.a.t()?)?.matmul(&p.b.t()?)? * scale)?)?),

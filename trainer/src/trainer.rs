@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::{DType, Device, Tensor};
 
+use crate::consolidation::{penalty, Consolidation, ConsolidationKind};
 use crate::error::{Error, Result};
 use crate::lora::{open_gguf, write_gguf_atomically, LoraAdapter, LoraConfig, Target};
 use crate::loss::{advantages, keep_group, token_weights, weighted_loss, LossConfig, LossType, TokenTerms};
@@ -79,6 +80,11 @@ pub struct TrainConfig {
     /// forward's up to float rounding (`bnpo`, defined per micro-batch, sees the different
     /// partition). `false` is the per-row forward with micro-batches across prompts.
     pub share_prompts: bool,
+    /// The penalty against the model's frozen past adapter (no effect without one).
+    pub consolidation: Consolidation,
+    /// The largest rank of the merged adapter that carries every promoted update
+    /// ([`LoraAdapter::merge`]'s `rank_cap`; the trainer itself does not read it).
+    pub merged_rank_cap: usize,
 }
 
 impl Default for TrainConfig {
@@ -91,6 +97,8 @@ impl Default for TrainConfig {
             seed: 0,
             checkpoint: None,
             share_prompts: true,
+            consolidation: Consolidation::default(),
+            merged_rank_cap: 32,
         }
     }
 }
@@ -99,7 +107,7 @@ impl TrainConfig {
     /// The settings of a policy's `[training]` section (everything but the seed and the
     /// checkpoint path, which the caller chooses).
     pub fn from_policy(p: &autodidact_policies::TrainingPolicy) -> Self {
-        use autodidact_policies::{LoraTarget as P, LossType as L, ScaleRewards as S};
+        use autodidact_policies::{Consolidation as C, LoraTarget as P, LossType as L, ScaleRewards as S};
         let loss_type = match p.loss_type {
             L::Grpo => LossType::Grpo,
             L::Bnpo => LossType::Bnpo,
@@ -147,6 +155,15 @@ impl TrainConfig {
                 ..AdamWConfig::default()
             },
             micro_batch: p.micro_batch,
+            consolidation: Consolidation {
+                kind: match p.consolidation {
+                    C::Ella => ConsolidationKind::Ella,
+                    C::Olora => ConsolidationKind::OLora,
+                    C::None => ConsolidationKind::None,
+                },
+                lambda: p.consolidation_lambda,
+            },
+            merged_rank_cap: p.merged_rank_cap,
             ..TrainConfig::default()
         }
     }
@@ -157,8 +174,12 @@ impl TrainConfig {
 pub struct StepReport {
     /// The step number after this update (1-based count of steps taken).
     pub step: u64,
-    /// The loss (sum of micro-batch losses).
+    /// The loss: the sum of the micro-batch policy losses plus [`StepReport::penalty`].
     pub loss: f64,
+    /// The consolidation penalty against the frozen past adapter (0 without one).
+    pub penalty: f64,
+    /// The norm of the penalty's gradient alone (before clipping).
+    pub penalty_grad_norm: f64,
     /// Global gradient norm before clipping.
     pub grad_norm: f64,
     /// Learning rate used.
@@ -220,6 +241,16 @@ impl Trainer {
         let adapter = LoraAdapter::init(config.lora.clone(), c.n_layer, |t| c.shape_of(t), model.dtype(), &mut rng)?;
         let sizes: Vec<usize> = adapter.named_vars().iter().map(|(_, v)| v.elem_count()).collect();
         Ok(Trainer { model, adapter, opt: AdamWState::new(&sizes), step: 0, rng, skipped_steps: Vec::new(), config })
+    }
+
+    /// A trainer with a fresh adapter on top of a frozen `past` adapter (the merge of every
+    /// promoted update): `past` is applied in every forward, policy and KL reference alike, and
+    /// the consolidation penalty ([`TrainConfig::consolidation`]) is taken against it. It gets no
+    /// gradient, is not an optimiser parameter and is not checkpointed; a resume needs the same
+    /// past set on its model ([`BaseModel::set_past`]).
+    pub fn with_past(mut model: BaseModel, config: TrainConfig, past: &LoraAdapter) -> Result<Self> {
+        model.set_past(Some(past))?;
+        Trainer::new(model, config)
     }
 
     /// Turns groups into sequences with advantages; refuses eval-split groups.
@@ -346,6 +377,8 @@ impl Trainer {
         let mut report = StepReport {
             step: self.step + 1,
             loss: 0.0,
+            penalty: 0.0,
+            penalty_grad_norm: 0.0,
             grad_norm: 0.0,
             lr,
             skipped: None,
@@ -427,6 +460,21 @@ impl Trainer {
             report.mean_ratio /= stat_tokens;
             report.clip_fraction /= stat_tokens;
             report.mean_kl /= stat_tokens;
+        }
+        let c = self.config.consolidation;
+        if self.model.past().is_some() && c.kind != ConsolidationKind::None && c.lambda != 0.0 {
+            // Once per update, into the same gradient buffers, before clipping.
+            let pen = penalty(&c, &self.adapter, self.model.past())?;
+            report.penalty = pen.value;
+            report.loss += pen.value;
+            let mut sq = 0.0;
+            for (acc, g) in grads.iter_mut().zip(&pen.grads) {
+                for (a, b) in acc.iter_mut().zip(g) {
+                    *a += *b as f32;
+                    sq += b * b;
+                }
+            }
+            report.penalty_grad_norm = sq.sqrt();
         }
         report.grad_norm = clip_global_norm(&mut grads, self.config.optim.max_grad_norm);
         self.step += 1;
