@@ -47,6 +47,9 @@ use serde_json::{Value, json};
 /// The stages, in order.
 pub const STAGES: [&str; 9] = ["gather", "curriculum", "rollouts", "train", "eval_promoted", "eval_candidate", "gate", "consolidate", "report"];
 
+/// The reward a failed attempt gets when its first code cell ran without an error.
+pub const PARTIAL_REWARD: f64 = 0.1;
+
 /// The hint a group with no success is retried with: the start of a protocol answer.
 pub const HINT: &str = "```repl\nFINAL(";
 
@@ -484,12 +487,13 @@ async fn rollouts(night: &Night) -> Result<Value> {
 
 /// One rollout group as trainer input: the agent's first-turn messages for the task (without
 /// any hint) and each attempt's first model turn with the attempt's reward.
-async fn train_group(night: &Night, agent: &Agent, g: &Value) -> Result<Option<(TrainGroup, usize)>> {
+async fn train_group(night: &Night, agent: &Agent, g: &Value) -> Result<Option<(TrainGroup, (usize, usize))>> {
     let task = TaskInput::new(g["prompt"].as_str().unwrap_or_default(), Value::Null);
     let messages: Vec<Message> = agent.first_messages(&task).await;
     let mut completions = Vec::new();
     let mut prompt_tokens = Vec::new();
     let mut hinted_successes = 0;
+    let mut partial_rewards = 0;
     for run in g["runs"].as_array().into_iter().flatten() {
         let (Some(run_id), Some(reward), hinted) = (run[0].as_str(), run[1].as_f64(), run[2].as_bool().unwrap_or(false)) else { continue };
         let steps = night.store.steps(run_id).await?;
@@ -503,13 +507,18 @@ async fn train_group(night: &Night, agent: &Agent, g: &Value) -> Result<Option<(
             continue;
         }
         hinted_successes += usize::from(hinted && reward >= 1.0);
-        completions.push(Completion { tokens: c, reward, truncated: false });
+        // A partial reward, kept apart from correctness: a failed attempt whose first turn
+        // wrote a code block that ran without an error followed the protocol.
+        let ran = steps.iter().find(|s| s.data.kind == autodidact_memory::StepKind::CodeCell).is_some_and(|c| c.data.error.is_none());
+        let partial = if reward < 1.0 && ran { PARTIAL_REWARD } else { 0.0 };
+        partial_rewards += usize::from(partial > 0.0);
+        completions.push(Completion { tokens: c, reward: reward + partial, truncated: false });
     }
     if completions.is_empty() {
         return Ok(None);
     }
     let task = g["item"].as_str().unwrap_or_default().to_owned();
-    Ok(Some((TrainGroup { task, split: TrainSplit::Train, prompt_tokens, completions }, hinted_successes)))
+    Ok(Some((TrainGroup { task, split: TrainSplit::Train, prompt_tokens, completions }, (hinted_successes, partial_rewards))))
 }
 
 /// A reply up to the end of its first fenced code block: the agent runs that block first, and
@@ -529,10 +538,11 @@ async fn train(night: &Night) -> Result<Value> {
     let (promoted_id, promoted_path) = promoted(night);
     let agent = night.agent(night.rollout_policy(), "nightly-train")?;
     let mut groups = Vec::new();
-    let mut hinted_successes = 0;
+    let (mut hinted_successes, mut partial_rewards) = (0, 0);
     for g in night.out("rollouts")["groups"].as_array().into_iter().flatten() {
-        if let Some((tg, h)) = train_group(night, &agent, g).await? {
+        if let Some((tg, (h, p))) = train_group(night, &agent, g).await? {
             hinted_successes += h;
+            partial_rewards += p;
             groups.push(tg);
         }
     }
@@ -553,7 +563,7 @@ async fn train(night: &Night) -> Result<Value> {
     config.micro_batch = config.micro_batch.max(2 * plan.group_size as usize);
     let mut trainer = crate::train_cmd::trainer_with_past(base, config.clone(), past.clone())?;
     let mut curve = Vec::new();
-    let mut signals = json!({"hinted_successes": hinted_successes, "sft_steps": 0, "grpo_updates": 0});
+    let mut signals = json!({"hinted_successes": hinted_successes, "partial_rewards": partial_rewards, "sft_steps": 0, "grpo_updates": 0});
     let successes: usize = groups.iter().map(|g| g.completions.iter().filter(|c| c.reward >= 1.0).count()).sum();
     // Supervised warm start on verified first turns (each distinct success once per group).
     if plan.sft_warm_start && successes > 0 {
