@@ -361,7 +361,9 @@ impl Night {
     fn harness(&self, k: u32, adapter_id: Option<String>, existing: HashMap<String, String>) -> HarnessOptions {
         HarnessOptions {
             k,
-            concurrency: 2,
+            // One run at a time: the in-process model serves one call at a time, and a run
+            // waiting for another's turn would spend its wall-clock budget waiting.
+            concurrency: 1,
             adapter_id,
             writer: Some(self.store.writer()),
             sandbox: self.sandbox.clone(),
