@@ -412,3 +412,18 @@ async fn events(State(app): AppState, Path(id): Path<String>) -> Result<Sse<impl
     use futures::StreamExt;
     Ok(Sse::new(rx.map(Ok)).keep_alive(KeepAlive::default()))
 }
+
+#[cfg(test)]
+mod tests {
+    /// The spec documents every route the API serves, and nothing else.
+    #[test]
+    fn every_route_is_documented() {
+        let spec: serde_json::Value = serde_json::from_str(super::OPENAPI).unwrap();
+        let paths = spec["paths"].as_object().unwrap();
+        for (method, path) in super::ROUTES {
+            assert!(paths.get(*path).and_then(|p| p.get(*method)).is_some(), "{method} {path} is not in openapi.json");
+        }
+        let documented: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
+        assert_eq!(documented, super::ROUTES.len(), "openapi.json documents a route ROUTES does not list");
+    }
+}

@@ -46,7 +46,7 @@ pub(super) fn routes() -> Router<Arc<App>> {
 
 fn render(name: &str, ctx: Value) -> Result<Html<String>, ApiError> {
     let t = TEMPLATES.get_template(name).map_err(ApiError::internal)?;
-    t.render(minijinja::value::Value::from_serialize(&ctx)).map(Html).map_err(|e| ApiError::internal(format!("rendering {name}: {e:#}")))
+    t.render(minijinja::value::Serde(&ctx)).map(Html).map_err(|e| ApiError::internal(format!("rendering {name}: {e:#}")))
 }
 
 /// Where reports are looked for: `$AUTODIDACT_HOME/reports/` (and `report.html` beside it).
