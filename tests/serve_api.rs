@@ -27,8 +27,8 @@ async fn agents_runs_events_and_transcripts() {
     let (code, a) = call(c.put(s.url("/agents/calc")).json(&json!({"tools": ["memory_search"]}))).await;
     assert_eq!(code, 201, "{a}");
     assert_eq!(a["tools"], json!(["memory_search"]));
-    let (code, a) = call(c.put(s.url("/agents/calc")).json(&json!({"policy": "[recursion]\nmax_iterations = 6\n"}))).await;
-    assert_eq!(code, 200, "an update answers 200: {a}");
+    let (code, a) = call(c.put(s.url("/agents/calc")).json(&json!({"policy": "[recursion]\nmax_iterations = 6\n", "tools": ["memory_search"]}))).await;
+    assert_eq!(code, 200, "an update (a full replacement) answers 200: {a}");
     assert_eq!(a["policy"], "[recursion]\nmax_iterations = 6\n");
     let (_, list) = call(c.get(s.url("/agents"))).await;
     assert_eq!(list["agents"].as_array().unwrap().len(), 1);
