@@ -7,8 +7,8 @@
 //! until the time is up; then every acknowledged run id is read back. The report gives
 //! completed runs per second, the p50 and p99 latency of a submission (the POST until its
 //! 202), and `lost_runs`: acknowledged ids that are missing or did not finish, which must be
-//! 0. Throughput "stops rising" at the first level that gains less than 10% over the best
-//! level below it.
+//! 0. Throughput "stops rising" at the best level below the first level that gains less than
+//! 10% over it (`saturates_at`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -191,15 +191,19 @@ pub async fn bench_serve(args: ServeArgs) -> Result<std::process::ExitCode> {
         }
         levels.push(level(c, args.seconds, dir.path()).await?);
     }
-    // Throughput stops rising at the first level that gains less than 10% over the best below.
-    let mut best = 0.0f64;
+    // Throughput stops rising at the best level below the first one that gains less than 10%.
+    let mut best: Option<&Level> = None;
     let mut saturation = None;
     for l in &levels {
-        if best > 0.0 && l.runs_per_s < best * 1.10 {
-            saturation = Some(l.concurrency);
+        if let Some(b) = best
+            && l.runs_per_s < b.runs_per_s * 1.10
+        {
+            saturation = Some(b.concurrency);
             break;
         }
-        best = best.max(l.runs_per_s);
+        if best.is_none_or(|b| l.runs_per_s > b.runs_per_s) {
+            best = Some(l);
+        }
     }
     let lost: usize = levels.iter().map(|l| l.lost_runs).sum();
     if args.json {
@@ -215,7 +219,7 @@ pub async fn bench_serve(args: ServeArgs) -> Result<std::process::ExitCode> {
             println!("{:>11} {:>10.2} {:>9} {:>12} {:>10} {:>15.2} {:>15.2}", l.concurrency, l.runs_per_s, l.completed, l.acknowledged, l.lost_runs, l.submit_p50_ms, l.submit_p99_ms);
         }
         match saturation {
-            Some(c) => println!("throughput stops rising at concurrency {c} (less than +10% over the best level below it)"),
+            Some(c) => println!("throughput stops rising at concurrency {c}: the next level gains less than 10%"),
             None => println!("throughput still rose at the highest level tried"),
         }
     }
