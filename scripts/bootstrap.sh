@@ -91,6 +91,13 @@ if [ "${SKIP_SERVER:-0}" != 1 ] && ! "$VENV/bin/python" -c "import llama_cpp.ser
         CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
         "$VENV/bin/pip" install --quiet --progress-bar off "$LLAMA_CPP_PYTHON" >&2
 fi
+# Python's `openai` package in the same venv: the independent client of `serve`'s
+# OpenAI-compatible endpoint (tests/serve_openai.rs).
+OPENAI_PY="openai==3.51.0"
+if [ "${SKIP_SERVER:-0}" != 1 ] && ! "$VENV/bin/python" -c "import openai" >/dev/null 2>&1; then
+    say "installing $OPENAI_PY into $VENV"
+    "$VENV/bin/pip" install --quiet --progress-bar off "$OPENAI_PY" >&2
+fi
 
 # --- precompile the sandbox module (minutes, once) ---------------------------------------
 if [ "${SKIP_PREPARE:-0}" != 1 ]; then

@@ -1,7 +1,8 @@
 //! `autodidact bench ...`: benchmarks, reported as medians (not timed tests).
 //!
-//! `bench train` measures the trainer (`bench_train.rs`); `bench consolidation` compares the
-//! consolidation penalties over two nights (`bench_consolidation.rs`).
+//! `bench train` measures the trainer (`bench_train.rs`, with `bench group`); `bench
+//! consolidation` compares the consolidation penalties over two nights (`bench_consolidation.rs`);
+//! `bench serve` the HTTP service under load (`bench_serve.rs`).
 //!
 //! `bench model` measures the in-process llama.cpp backend the way llama-bench does (pp512:
 //! 512 random tokens as one prompt), then generation through the real `chat` and `chat_group`
@@ -32,6 +33,9 @@ pub enum BenchCmd {
     Consolidation(crate::bench_consolidation::ConsolidationArgs),
     /// The RLM runtime's own overhead (outside model calls and guest code) on a 20-turn scripted run.
     Rlm(crate::bench_rlm::RlmArgs),
+    /// The HTTP service under load: N concurrent agents (scripted model, real sandbox) over
+    /// loopback; runs/s, submission p50/p99, lost runs (must be 0), where throughput stops rising.
+    Serve(crate::bench_serve::ServeArgs),
 }
 
 /// Arguments of `autodidact bench model`.
@@ -67,6 +71,10 @@ pub fn run(cmd: BenchCmd) -> anyhow::Result<std::process::ExitCode> {
         BenchCmd::Rlm(args) => {
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             rt.block_on(crate::bench_rlm::bench_rlm(args))
+        }
+        BenchCmd::Serve(args) => {
+            let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            rt.block_on(crate::bench_serve::bench_serve(args))
         }
     }
 }

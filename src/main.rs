@@ -11,6 +11,7 @@ mod nightly_cmd;
 mod bench_cmd;
 mod bench_consolidation;
 mod bench_rlm;
+mod bench_serve;
 mod bench_train;
 mod eval_cmd;
 mod ladder_cmd;
@@ -18,6 +19,8 @@ mod report_cmd;
 mod generate_cmd;
 mod run_cmd;
 mod sandbox_cmd;
+mod serve;
+mod serve_cmd;
 mod toy;
 mod train_cmd;
 mod trainer_cmd;
@@ -56,11 +59,14 @@ enum Command {
     Ttrl(ttrl_cmd::TtrlArgs),
     /// Write the HTML report: evals by adapter and suite, learning curves, pass@k, LADDER trees, transcripts.
     Report(report_cmd::ReportArgs),
-    /// Benchmarks: `model` (medians), `train`, `rlm` (the runtime's own overhead); later `serve`.
+    /// Benchmarks: `model` (medians), `train`, `rlm` (the runtime's own overhead), `serve` (the HTTP service under load).
     #[command(subcommand)]
     Bench(bench_cmd::BenchCmd),
     /// Train a LoRA adapter: on untrained groups in memory, or online (`--online --suite toy`).
     Train(train_cmd::TrainArgs),
+    /// Long-lived agents over HTTP: agents, queued runs, live events, an OpenAI-compatible
+    /// endpoint, a scheduled nightly with adapter hot swap, and a trajectory viewer at `/`.
+    Serve(serve_cmd::ServeArgs),
     /// Checks of the LoRA trainer against the serving engine: `parity`.
     #[command(subcommand)]
     Trainer(trainer_cmd::TrainerCmd),
@@ -87,6 +93,7 @@ fn main() -> std::process::ExitCode {
         Command::Ttrl(args) => ttrl_cmd::run(args),
         Command::Nightly(args) => nightly_cmd::run(args),
         Command::Adapters(cmd) => adapters_cmd::run(cmd),
+        Command::Serve(args) => serve_cmd::run(args),
     };
     match result {
         Ok(code) => code,

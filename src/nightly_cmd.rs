@@ -91,8 +91,9 @@ pub struct NightlyArgs {
     /// Abandon an unfinished night (marked failed) instead of resuming it.
     #[arg(long)]
     fresh: bool,
-    /// Where the night's adapters and report go (default: $AUTODIDACT_HOME/nights); each night
-    /// gets its own folder.
+    /// Where the night's adapters and report go (default: adapters in $AUTODIDACT_HOME/nights,
+    /// the report in $AUTODIDACT_HOME/reports, where `serve` lists it); each night gets its own
+    /// folder.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
     /// Stop after this stage, leaving the night open (to inspect it, or to test resuming).
@@ -731,7 +732,15 @@ async fn consolidate(night: &Night) -> Result<Value> {
 
 async fn report(night: &Night) -> Result<Value> {
     let html = autodidact_evals::report::render(&night.store).await?;
-    let path = night.dir()?.join("report.html");
+    // Beside the other reports (where `serve` lists them), unless the night has its own folder.
+    let path = match &night.plan.out {
+        Some(_) => night.dir()?.join("report.html"),
+        None => {
+            let dir = autodidact_memory::home_dir().join("reports");
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            dir.join(format!("night-{}.html", night.id))
+        }
+    };
     std::fs::write(&path, html).with_context(|| format!("writing {}", path.display()))?;
     Ok(json!({"path": path.display().to_string()}))
 }

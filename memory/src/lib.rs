@@ -56,6 +56,11 @@
 //! | `experiences` | `id`, `text`, `score`, `created_ms`, `batch` | lessons as text |
 //! | `experience_sources` | `experience_id`, `run_id` | the runs a lesson came from |
 //!
+//! Migration 3 adds what `autodidact serve` keeps (`serve.rs`): `serve_agents` (`name`,
+//! `model`, `policy` TOML, `tools` JSON) and `serve_submissions`, the durable run queue
+//! (`status` `queued`/`running`/`done`/`failed`/`cancelled`/`interrupted`, linked to the
+//! memory `task_id` and `run_id` once started). Version 2 is reserved for the nightly tables.
+//!
 //! Foreign keys tie them together (steps to runs, runs to tasks and adapters, ...), and CHECK
 //! constraints hold the closed sets of values. Trainers only ever see `train` tasks:
 //! [`Store::untrained_groups`] and the exports filter on the split.
@@ -67,6 +72,7 @@ mod error;
 mod export;
 mod index;
 mod nightly;
+mod serve;
 mod store;
 mod types;
 mod writer;
@@ -76,6 +82,7 @@ use std::path::PathBuf;
 pub use error::{Error, Result};
 pub use export::{ExportFormat, completion_text, iso8601};
 pub use nightly::{Night, NightStage, NightStatus};
+pub use serve::{ServeAgent, Submission, SubmissionStatus, TreeRun};
 pub use store::{Store, StoreOptions};
 pub use types::*;
 pub use writer::{Ack, RunHandle, Submitted, Writer};

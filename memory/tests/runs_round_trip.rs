@@ -13,7 +13,7 @@ async fn a_run_reads_back_as_written() {
         assert_eq!(store.backend(), fresh.backend);
         assert_eq!(
             store.schema_version().await.unwrap(),
-            1,
+            3,
             "{}",
             fresh.backend
         );
