@@ -58,8 +58,8 @@ pub const HINT: &str = "```repl\nFINAL(";
 #[command(after_help = "Stages: gather, curriculum, rollouts, train, eval_promoted, eval_candidate, \
     gate, consolidate, report. Each finished stage is recorded in memory; run the command again \
     after a kill and the night resumes at the first unfinished stage. Sizes come from the policy's \
-    [nightly] section; --quick uses a small plan (8 train tasks, 16 eval items per suite, 2-turn \
-    runs) that finishes in about half an hour on 2 cores. The exit code is 0 whether the candidate \
+    [nightly] section; --quick uses a small plan (6 train tasks, 16 eval items per suite, 2-turn \
+    runs of 128-token turns) meant to finish in about half an hour on 2 quiet cores. The exit code is 0 whether the candidate \
     is promoted or rejected.")]
 pub struct NightlyArgs {
     /// A policy TOML file ([training], [promotion] and [nightly] sections; default: the
