@@ -48,12 +48,15 @@ async fn a_killed_night_resumes_without_repeating_a_stage() {
         c.args(["nightly", "--quick", "--threads", "1", "--db", &url, "--policy", policy.to_str().unwrap(), "--out", out, "--stop-after", stop]);
         c
     };
+    // Create the store first: two processes migrating a new SQLite file at once can collide.
+    Store::open(&url).await.unwrap().close().await.unwrap();
     // Start a night and kill it once the rollouts are recorded (it is then training).
-    let mut child = args("train").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let log = dir.path().join("first.log");
+    let mut child = args("train").stdout(Stdio::null()).stderr(std::fs::File::create(&log).unwrap()).spawn().unwrap();
     let started = Instant::now();
     loop {
         assert!(started.elapsed() < Duration::from_secs(900), "the rollouts never finished");
-        assert!(child.try_wait().unwrap().is_none(), "nightly exited before it was killed");
+        assert!(child.try_wait().unwrap().is_none(), "nightly exited before it was killed: {}", std::fs::read_to_string(&log).unwrap_or_default());
         if stages(&url).await.iter().any(|(s, _)| s == "rollouts") {
             break;
         }

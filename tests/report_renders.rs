@@ -64,7 +64,7 @@ async fn the_report_renders_in_headless_chromium() {
     let printed = run_ok(autodidact(&db).args(["report", "--out", page.to_str().unwrap()]));
     assert_eq!(printed.trim(), page.display().to_string());
     let html = std::fs::read_to_string(&page).unwrap();
-    assert_eq!(html.matches("<svg").count(), 3, "three plots: evals, learning curve, LADDER");
+    assert_eq!(html.matches("<svg").count(), 4, "four plots: evals, forgetting matrix, learning curve, LADDER");
     for external in ["<script", "<link", "src=", "href=\"http", "url("] {
         assert!(!html.contains(external), "the page must be self-contained, but has {external:?}");
     }
