@@ -21,7 +21,7 @@ pub enum AdaptersCmd {
         json: bool,
     },
     /// Make ID (or a unique prefix of it) the promoted adapter; the one promoted before is
-    /// retired. Runtimes that follow the registry (`serve`) switch to it.
+    /// retired. A running `serve` loads it after its next scheduled night, or when restarted.
     Promote {
         /// The adapter id or a unique prefix.
         id: String,

@@ -59,7 +59,7 @@ enum Command {
     Ttrl(ttrl_cmd::TtrlArgs),
     /// Write the HTML report: evals by adapter and suite, learning curves, pass@k, LADDER trees, transcripts.
     Report(report_cmd::ReportArgs),
-    /// Benchmarks: `model` (medians), `train`, `rlm` (the runtime's own overhead), `serve` (the HTTP service under load).
+    /// Benchmarks: `model` (medians), `train`, `group`, `consolidation`, `rlm` (the runtime's own overhead), `serve` (the HTTP service under load).
     #[command(subcommand)]
     Bench(bench_cmd::BenchCmd),
     /// Train a LoRA adapter: on untrained groups in memory, or online (`--online --suite toy`).
