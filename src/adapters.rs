@@ -1,5 +1,6 @@
 //! Adapter helpers shared by commands: applying `--adapter FILE|promoted|none` to a model
-//! with the registry in memory, and the SHA-256 an adapter is registered under.
+//! with the registry in memory, registering a new adapter, and the SHA-256 it is registered
+//! under.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -7,6 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use autodidact_memory::{NewAdapter, Store};
 use autodidact_runtime::model::LanguageModel;
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 /// Applies `--adapter` to `model` and returns the registered adapter's id, if any. A file that
@@ -40,6 +42,18 @@ pub(crate) async fn apply(which: &str, model: &Arc<dyn LanguageModel>, store: &S
     let handle = model.load_adapter(&path).await.with_context(|| format!("cannot load adapter {}", path.display()))?;
     model.set_adapter(Some((handle, 1.0))).await?;
     Ok(Some(id))
+}
+
+/// Registers a freshly written adapter as a `candidate` under `parent_id`, after checking that
+/// llama.cpp loads it: a file the runtime would refuse never enters the registry. Returns the
+/// adapter's id and SHA-256.
+pub(crate) async fn register_checked(store: &Store, model: &dyn LanguageModel, path: &Path, parent_id: Option<String>, metrics: Value) -> Result<(String, String)> {
+    let handle = model.load_adapter(path).await.with_context(|| format!("llama.cpp refused the adapter {}", path.display()))?;
+    model.unload_adapter(handle).await?;
+    let sha256 = sha256_file(path)?;
+    let new = NewAdapter { parent_id, path: path.display().to_string(), sha256: sha256.clone(), metrics };
+    let id = store.writer().register_adapter(new).await?.committed().await?;
+    Ok((id, sha256))
 }
 
 /// The hex SHA-256 of a file, as adapters are registered under.

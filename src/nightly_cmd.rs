@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use autodidact_evals::gate::{SuiteComparison, decide};
 use autodidact_evals::{HarnessOptions, Item, Report, Suite, builtin, run_suite};
-use autodidact_memory::{AdapterStatus, NewAdapter, NightStatus, Split, Store, StoreOptions};
+use autodidact_memory::{AdapterStatus, NightStatus, Split, Store, StoreOptions, now_ms};
 use autodidact_policies::Policy;
 use autodidact_runtime::model::llamacpp::{LlamaCppConfig, LlamaCppModel};
 use autodidact_runtime::model::{LanguageModel, Message};
@@ -99,10 +99,6 @@ pub struct NightlyArgs {
     /// Stop after this stage, leaving the night open (to inspect it, or to test resuming).
     #[arg(long, value_name = "STAGE", value_parser = STAGES)]
     stop_after: Option<String>,
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Parses `90s`, `45m`, `2h` or a bare number of seconds.
@@ -383,7 +379,9 @@ fn promoted(night: &Night) -> (Option<String>, Option<String>) {
 
 async fn gather(night: &Night) -> Result<Value> {
     let store = &night.store;
-    let since = store.nights(20).await?.into_iter().filter(|n| n.status == NightStatus::Finished).map(|n| n.started_ms).max().unwrap_or(0);
+    // The day is everything since the last finished night ended: that night's own rollouts were
+    // its training data, not today's failures.
+    let since = store.nights(20).await?.into_iter().filter(|n| n.status == NightStatus::Finished).filter_map(|n| n.finished_ms).max().unwrap_or(0);
     let runs: Vec<_> = store.runs(100_000).await?.into_iter().filter(|r| r.run.started_ms >= since).collect();
     let mut failed: Vec<String> = Vec::new();
     for r in &runs {
@@ -612,21 +610,12 @@ async fn train(night: &Night) -> Result<Value> {
     trainer.export_adapter(&delta_path)?;
     let candidate_path = out.join("candidate.gguf");
     crate::train_cmd::merge_adapters(past.as_ref(), &trainer, &candidate_path, &night.policy)?;
-    let h = night.llama.load_adapter(&candidate_path).await.context("llama.cpp refused the candidate adapter")?;
-    night.llama.unload_adapter(h).await?;
     let generation = night.out("gather")["generation"].as_u64().unwrap_or(0) + 1;
     let metrics = json!({
         "night": night.id, "generation": generation, "mode": "nightly", "curve": curve, "signals": signals,
         "delta": delta_path.display().to_string(), "groups": groups.len(), "successes": successes,
     });
-    let sha256 = crate::adapters::sha256_file(&candidate_path)?;
-    let candidate_id = night
-        .store
-        .writer()
-        .register_adapter(NewAdapter { parent_id: promoted_id, path: candidate_path.display().to_string(), sha256, metrics })
-        .await?
-        .committed()
-        .await?;
+    let (candidate_id, _) = crate::adapters::register_checked(&night.store, night.llama.as_ref(), &candidate_path, promoted_id, metrics).await?;
     Ok(json!({"candidate_id": candidate_id, "candidate_path": candidate_path.display().to_string(), "groups": groups.len(), "successes": successes, "signals": signals, "updates": curve.len()}))
 }
 

@@ -26,7 +26,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use autodidact_memory::{NewAdapter, RunStatus, Split as MemSplit, Store, StoreOptions, completion_text};
+use autodidact_memory::{RunStatus, Split as MemSplit, Store, StoreOptions, completion_text};
 use autodidact_policies::Policy;
 use autodidact_runtime::model::llamacpp::{LlamaCppConfig, LlamaCppModel};
 use autodidact_runtime::model::{AdapterId, LanguageModel, Message, Sampling};
@@ -119,8 +119,7 @@ async fn train(args: TrainArgs) -> anyhow::Result<std::process::ExitCode> {
     }
     let model_path = args.model.clone().unwrap_or_else(autodidact_runtime::model::smollm2_path);
     let out = args.out.clone().unwrap_or_else(|| {
-        let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
-        autodidact_memory::home_dir().join("adapters").join(format!("train-{ms}"))
+        autodidact_memory::home_dir().join("adapters").join(format!("train-{}", autodidact_memory::now_ms()))
     });
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let llama = LlamaCppModel::load(LlamaCppConfig { path: model_path.clone(), threads: args.threads, ..LlamaCppConfig::default() }).await?;
@@ -145,9 +144,6 @@ async fn train(args: TrainArgs) -> anyhow::Result<std::process::ExitCode> {
     // Export, check that llama.cpp loads it, register it, and mark the groups trained.
     let adapter_path = s.out.join("adapter.gguf");
     s.trainer.export_adapter(&adapter_path)?;
-    let id = s.llama.load_adapter(&adapter_path).await.context("llama.cpp refused the exported adapter")?;
-    s.llama.unload_adapter(id).await?;
-    let sha256 = crate::adapters::sha256_file(&adapter_path)?;
     let updates: Vec<&Value> = s.curve.iter().filter(|p| p["skipped"].is_null()).collect();
     let first = s.curve.first().cloned().unwrap_or(Value::Null);
     let last = s.curve.last().cloned().unwrap_or(Value::Null);
@@ -177,13 +173,7 @@ async fn train(args: TrainArgs) -> anyhow::Result<std::process::ExitCode> {
             }
         }
     }
-    let adapter_id = s
-        .store
-        .writer()
-        .register_adapter(NewAdapter { parent_id: None, path: adapter_path.display().to_string(), sha256: sha256.clone(), metrics: metrics.clone() })
-        .await?
-        .committed()
-        .await?;
+    let (adapter_id, sha256) = crate::adapters::register_checked(&s.store, &s.llama, &adapter_path, None, metrics.clone()).await?;
     if let Some(ids) = mode["group_ids"].as_array() {
         let ids: Vec<String> = ids.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect();
         s.store.writer().mark_trained(&ids, Some(&adapter_id)).await?.committed().await?;

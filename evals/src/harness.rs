@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use autodidact_memory::{EvalRecord, NewTask, Split, Writer};
 use autodidact_runtime::rlm::{Agent, Reward, TaskInput};
@@ -138,10 +137,7 @@ impl Report {
     }
 }
 
-/// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_millis() as i64
-}
+pub(crate) use autodidact_memory::now_ms;
 
 /// Runs every item of `suite` `opts.k` times through `agent`, concurrently, and stores the
 /// runs (through the agent's memory), the tasks and, when the suite has eval items, the eval

@@ -1,7 +1,7 @@
 //! [`Store`]: opening a database (SQLite or PostgreSQL), migrating it, and every read.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sqlx::any::AnyPoolOptions;
@@ -108,6 +108,33 @@ fn parse_url(url: &str) -> Result<(Backend, String)> {
     }
 }
 
+/// `path` with `suffix` appended to its file name (`memory.db` → `memory.db.index`).
+fn suffixed(path: &Path, suffix: &str) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(suffix);
+    PathBuf::from(p)
+}
+
+/// Waits for an exclusive lock on the file at `path` (created if missing). The lock is an OS
+/// file lock, so it is released when the returned file is dropped or the process dies.
+async fn lock_exclusive(path: PathBuf) -> Result<std::fs::File> {
+    tokio::task::spawn_blocking(move || {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| Error::Io { path: parent.to_owned(), source: e })?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.lock().map(|()| f))
+            .map_err(|e| Error::Io { path: path.clone(), source: e })?;
+        Ok(file)
+    })
+    .await
+    .expect("the lock task does not panic")
+}
+
 /// Turns a driver error into [`Error::Corrupt`] when SQLite says the file is damaged.
 fn classify(
     backend: &Backend,
@@ -158,6 +185,28 @@ impl Store {
             })?;
         }
         let is_sqlite = matches!(backend, Backend::Sqlite { .. });
+        let index_dir = opts.index.then(|| match (&opts.index_dir, &backend) {
+            (Some(d), _) => d.clone(),
+            (None, Backend::Sqlite { path }) => suffixed(path, ".index"),
+            (None, Backend::Postgres) => {
+                let tag: String = shown
+                    .chars()
+                    .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                    .collect();
+                home_dir().join("index").join(tag)
+            }
+        });
+        // Opening is serialised between processes on this machine: two first opens would both
+        // migrate SQLite, and both would (re)create the index directory. PostgreSQL's migrations
+        // take an advisory lock of their own; its lock file here covers the local index.
+        let lock_path = match &backend {
+            Backend::Sqlite { path } => Some(suffixed(path, ".lock")),
+            Backend::Postgres => index_dir.as_ref().map(|d| suffixed(d, ".lock")),
+        };
+        let _open_lock = match lock_path {
+            Some(p) => Some(lock_exclusive(p).await?),
+            None => None,
+        };
         // One connection first: a pool retries failed connects until it times out, which would
         // hide the real reason (a corrupt file, a refused connection) behind "timed out".
         probe(&connect_url, is_sqlite).await.map_err(|e| {
@@ -197,22 +246,7 @@ impl Store {
         let mut warnings = Vec::new();
         let mut index = None;
         let mut indexer = None;
-        if opts.index {
-            let dir = match (&opts.index_dir, &backend) {
-                (Some(d), _) => d.clone(),
-                (None, Backend::Sqlite { path }) => {
-                    let mut p = path.clone().into_os_string();
-                    p.push(".index");
-                    PathBuf::from(p)
-                }
-                (None, Backend::Postgres) => {
-                    let tag: String = shown
-                        .chars()
-                        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-                        .collect();
-                    home_dir().join("index").join(tag)
-                }
-            };
+        if let Some(dir) = index_dir {
             let db_batch = current_batch(&pool).await?;
             let (ix, through) = index::open(&dir, db_batch, &mut warnings)?;
             if let Some(mut ixr) = ix.indexer() {

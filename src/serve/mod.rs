@@ -39,10 +39,7 @@ use serde_json::json;
 
 pub use config::{Config, Overrides};
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
+pub use autodidact_memory::now_ms;
 
 /// The server's shared state.
 pub struct App {

@@ -4,10 +4,7 @@
 mod common;
 
 use autodidact_trainer::consolidation::penalty;
-use autodidact_trainer::{
-    AdamWConfig, Completion, Consolidation, ConsolidationKind, LoraAdapter, LoraConfig, Rng, Split, Target, TrainConfig,
-    TrainGroup, Trainer,
-};
+use autodidact_trainer::{AdamWConfig, Consolidation, ConsolidationKind, LoraAdapter, LoraConfig, Rng, Target, TrainConfig, Trainer};
 use candle_core::DType;
 
 #[test]
@@ -30,15 +27,7 @@ fn ella_penalty_is_zero_without_a_past_adapter() {
         ..TrainConfig::default()
     };
     let mut t = Trainer::new(common::tiny_model("ella-zero", DType::F32), cfg).unwrap();
-    let group = TrainGroup {
-        task: "t".into(),
-        split: Split::Train,
-        prompt_tokens: vec![2, 7, 1],
-        completions: vec![
-            Completion { tokens: vec![8, 2, 8], reward: 1.0, truncated: false },
-            Completion { tokens: vec![11, 3, 5], reward: 0.0, truncated: false },
-        ],
-    };
+    let group = common::rewarded_pair();
     for _ in 0..3 {
         let r = t.step(std::slice::from_ref(&group)).unwrap();
         assert_eq!((r.penalty, r.penalty_grad_norm), (0.0, 0.0), "{r:?}");

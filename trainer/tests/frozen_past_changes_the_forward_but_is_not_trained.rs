@@ -4,10 +4,7 @@
 
 mod common;
 
-use autodidact_trainer::{
-    AdamWConfig, Completion, Consolidation, ConsolidationKind, LossConfig, LossType, LoraAdapter, LoraConfig, Rng, Split,
-    Target, TrainConfig, TrainGroup, Trainer,
-};
+use autodidact_trainer::{AdamWConfig, Consolidation, ConsolidationKind, LossConfig, LossType, LoraAdapter, LoraConfig, Rng, Target, TrainConfig, Trainer};
 use candle_core::quantized::gguf_file;
 use candle_core::DType;
 
@@ -51,15 +48,7 @@ fn frozen_past_changes_the_forward_but_is_not_trained() {
     let fresh = Trainer::new(base, cfg.clone()).unwrap();
     assert_eq!(t.adapter.num_params(), fresh.adapter.num_params(), "only the new delta is trained");
     assert_eq!(t.opt.m.len(), t.adapter.named_vars().len());
-    let group = TrainGroup {
-        task: "t".into(),
-        split: Split::Train,
-        prompt_tokens: vec![2, 7, 1],
-        completions: vec![
-            Completion { tokens: vec![8, 2, 8], reward: 1.0, truncated: false },
-            Completion { tokens: vec![11, 3, 5], reward: 0.0, truncated: false },
-        ],
-    };
+    let group = common::rewarded_pair();
     let r1 = t.step(std::slice::from_ref(&group)).unwrap();
     assert!(r1.mean_kl.abs() < 1e-6, "the reference includes the past: {r1:?}");
     assert_eq!(r1.penalty, 0.0, "B = 0: the fresh delta does not overlap the past yet");

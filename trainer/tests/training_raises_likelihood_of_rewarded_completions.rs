@@ -3,20 +3,8 @@
 
 mod common;
 
-use autodidact_trainer::{AdamWConfig, Completion, LossConfig, LossType, Split, TrainConfig, TrainGroup, Trainer};
+use autodidact_trainer::{AdamWConfig, LossConfig, LossType, TrainConfig, Trainer};
 use candle_core::DType;
-
-fn group() -> TrainGroup {
-    TrainGroup {
-        task: "toy".into(),
-        split: Split::Train,
-        prompt_tokens: vec![2, 7, 1],
-        completions: vec![
-            Completion { tokens: vec![8, 2, 8], reward: 1.0, truncated: false },
-            Completion { tokens: vec![11, 3, 5], reward: 0.0, truncated: false },
-        ],
-    }
-}
 
 fn seq_logp(t: &Trainer, c: &[u32]) -> f64 {
     let p = [2u32, 7, 1];
@@ -33,7 +21,7 @@ fn grpo_steps_move_probability_towards_the_reward() {
     let mut t = Trainer::new(common::tiny_model("grpo-learn", DType::F32), cfg).unwrap();
     let (good0, bad0) = (seq_logp(&t, &[8, 2, 8]), seq_logp(&t, &[11, 3, 5]));
     for _ in 0..5 {
-        let r = t.step(&[group()]).unwrap();
+        let r = t.step(&[common::rewarded_pair()]).unwrap();
         assert!(r.skipped.is_none(), "{r:?}");
     }
     let (good1, bad1) = (seq_logp(&t, &[8, 2, 8]), seq_logp(&t, &[11, 3, 5]));
@@ -51,7 +39,7 @@ fn sft_steps_raise_the_successful_completion() {
     let mut t = Trainer::new(common::tiny_model("sft-learn", DType::F32), cfg).unwrap();
     let before = seq_logp(&t, &[8, 2, 8]);
     for _ in 0..5 {
-        let r = t.step(&[group()]).unwrap();
+        let r = t.step(&[common::rewarded_pair()]).unwrap();
         assert_eq!(r.tokens, 3, "only the successful completion is trained on");
     }
     assert!(seq_logp(&t, &[8, 2, 8]) > before + 0.05);
