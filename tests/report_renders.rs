@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use autodidact_memory::{NewAdapter, Store};
+use autodidact_memory::{AdapterStatus, EvalRecord, NewAdapter, Store};
 
 fn scratch() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("autodidact-report-{}", std::process::id()));
@@ -58,6 +58,12 @@ async fn the_report_renders_in_headless_chromium() {
     let curve: Vec<_> = (1..=10).map(|s| serde_json::json!({"step": s, "reward": 0.1 + 0.05 * f64::from(s)})).collect();
     let adapter = NewAdapter { parent_id: None, path: "/tmp/a.gguf".into(), sha256: "00".repeat(32), metrics: serde_json::json!({"curve": curve}) };
     store.writer().register_adapter(adapter).await.unwrap().committed().await.unwrap();
+    // A promoted generation with its own eval: the forgetting matrix must show its score.
+    let gen1 = NewAdapter { parent_id: None, path: "/tmp/g1.gguf".into(), sha256: "11".repeat(32), metrics: serde_json::json!({"generation": 1}) };
+    let gen1 = store.writer().register_adapter(gen1).await.unwrap().committed().await.unwrap();
+    store.writer().set_adapter_status(&gen1, AdapterStatus::Promoted).await.unwrap().committed().await.unwrap();
+    let eval = EvalRecord { adapter_id: Some(gen1), suite: "add".into(), n: 4, passed: 3, pass_at_k: [(1, 0.75)].into(), started_ms: 1, finished_ms: 2 };
+    store.writer().record_eval(eval).await.unwrap().committed().await.unwrap();
     store.close().await.unwrap();
 
     let page = dir.join("report.html");
@@ -68,6 +74,8 @@ async fn the_report_renders_in_headless_chromium() {
     for external in ["<script", "<link", "src=", "href=\"http", "url("] {
         assert!(!html.contains(external), "the page must be self-contained, but has {external:?}");
     }
+    let matrix = &html[html.find("id=forgetting").expect("a forgetting matrix")..];
+    assert!(matrix.contains(">75.0%</td>"), "generation 1's pass@1 is in the forgetting matrix");
     for want in ["Evals by adapter and suite", "pass@1 1.000", "mean reward per training step", "LADDER trees", "Transcripts", "What is 2 + 3?"] {
         assert!(html.contains(want), "the page lacks {want:?}");
     }

@@ -42,7 +42,7 @@ pub fn curve(adapter: &Adapter) -> Vec<CurvePoint> {
 /// Renders the report from `store`.
 pub async fn render(store: &Store) -> Result<String> {
     let stats = store.stats().await?;
-    let evals = store.evals(None).await?;
+    let evals = store.all_evals().await?;
     let adapters = store.adapters().await?;
     let ladder = store.tasks_from("ladder", 100_000).await?;
     let runs = store.runs(100_000).await?;

@@ -559,30 +559,19 @@ impl Store {
         .fetch_all(&self.pool)
         .await
         .map_err(|e| Error::query("reading evals", e))?;
-        rows.into_iter()
-            .map(
-                |(adapter_id, suite, n, passed, pak, started_ms, finished_ms)| {
-                    let map: BTreeMap<String, f64> =
-                        serde_json::from_str(&pak).map_err(|e| Error::Invalid {
-                            what: "stored pass@k",
-                            detail: e.to_string(),
-                        })?;
-                    let pass_at_k = map
-                        .into_iter()
-                        .filter_map(|(k, v)| k.parse::<u32>().ok().map(|k| (k, v)))
-                        .collect();
-                    Ok(EvalRecord {
-                        adapter_id,
-                        suite,
-                        n: n as u64,
-                        passed: passed as u64,
-                        pass_at_k,
-                        started_ms,
-                        finished_ms,
-                    })
-                },
-            )
-            .collect()
+        rows.into_iter().map(eval_record).collect()
+    }
+
+    /// Every evaluation record, of every adapter and of the base model, oldest first.
+    pub async fn all_evals(&self) -> Result<Vec<EvalRecord>> {
+        let rows: Vec<EvalRow> = sqlx::query_as(
+            "SELECT adapter_id, suite, n, passed, pass_at_k, started_ms, finished_ms FROM evals \
+             ORDER BY started_ms, id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| Error::query("reading evals", e))?;
+        rows.into_iter().map(eval_record).collect()
     }
 
     /// Experiences, best score first.
@@ -1055,4 +1044,27 @@ impl AdapterRow {
             updated_ms: self.updated_ms,
         })
     }
+}
+
+/// An `evals` row as its record.
+fn eval_record(
+    (adapter_id, suite, n, passed, pak, started_ms, finished_ms): EvalRow,
+) -> Result<EvalRecord> {
+    let map: BTreeMap<String, f64> = serde_json::from_str(&pak).map_err(|e| Error::Invalid {
+        what: "stored pass@k",
+        detail: e.to_string(),
+    })?;
+    let pass_at_k = map
+        .into_iter()
+        .filter_map(|(k, v)| k.parse::<u32>().ok().map(|k| (k, v)))
+        .collect();
+    Ok(EvalRecord {
+        adapter_id,
+        suite,
+        n: n as u64,
+        passed: passed as u64,
+        pass_at_k,
+        started_ms,
+        finished_ms,
+    })
 }

@@ -171,6 +171,11 @@ async fn groups_adapters_and_evals() {
         );
         assert_eq!(store.evals(None).await.unwrap(), vec![rec(None, 3)], "{b}");
         assert!(store.evals(Some(&a1)).await.unwrap().is_empty());
+        assert_eq!(
+            store.all_evals().await.unwrap().len(),
+            2,
+            "every adapter's and the base model's: {b}"
+        );
 
         // Experiences keep their source runs.
         let src = g.runs[1].id.clone();
