@@ -217,6 +217,8 @@ pub(crate) fn point(r: &StepReport, extra: Value) -> Value {
         "clip_fraction": r.clip_fraction,
         "mean_kl": r.mean_kl,
         "skipped": r.skipped,
+        "penalty": r.penalty,
+        "penalty_grad_norm": r.penalty_grad_norm,
     });
     if let (Value::Object(p), Value::Object(e)) = (&mut p, extra) {
         p.extend(e);
