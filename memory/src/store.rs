@@ -549,11 +549,10 @@ impl Store {
 
     /// Evaluation records of one adapter (`None`: the base model), oldest first.
     pub async fn evals(&self, adapter_id: Option<&str>) -> Result<Vec<EvalRecord>> {
-        let rows: Vec<EvalRow> = sqlx::query_as(
-            "SELECT adapter_id, suite, n, passed, pass_at_k, started_ms, finished_ms FROM evals \
-             WHERE (adapter_id = $1) OR (adapter_id IS NULL AND $2 = 1) \
-             ORDER BY started_ms, id",
-        )
+        let rows: Vec<EvalRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "{EVAL_COLS} WHERE (adapter_id = $1) OR (adapter_id IS NULL AND $2 = 1) \
+             ORDER BY started_ms, id"
+        )))
         .bind(adapter_id.unwrap_or(""))
         .bind(i64::from(adapter_id.is_none()))
         .fetch_all(&self.pool)
@@ -564,10 +563,8 @@ impl Store {
 
     /// Every evaluation record, of every adapter and of the base model, oldest first.
     pub async fn all_evals(&self) -> Result<Vec<EvalRecord>> {
-        let rows: Vec<EvalRow> = sqlx::query_as(
-            "SELECT adapter_id, suite, n, passed, pass_at_k, started_ms, finished_ms FROM evals \
-             ORDER BY started_ms, id",
-        )
+        let rows: Vec<EvalRow> =
+            sqlx::query_as(AssertSqlSafe(format!("{EVAL_COLS} ORDER BY started_ms, id")))
         .fetch_all(&self.pool)
         .await
         .map_err(|e| Error::query("reading evals", e))?;
@@ -835,6 +832,9 @@ async fn current_batch(pool: &AnyPool) -> Result<i64> {
 /// id, task id, adapter id, created, trained.
 type GroupRow = (String, String, Option<String>, i64, Option<i64>);
 /// adapter id, suite, n, passed, pass@k JSON, started, finished.
+const EVAL_COLS: &str =
+    "SELECT adapter_id, suite, n, passed, pass_at_k, started_ms, finished_ms FROM evals";
+
 type EvalRow = (Option<String>, String, i64, i64, String, i64, i64);
 
 const TASK_COLS: &str = "SELECT id, family, prompt, context_ref, answer_spec, split, parent_id, \
