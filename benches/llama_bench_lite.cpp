@@ -1,8 +1,10 @@
 // llama-bench-lite: llama.cpp's own speed on a model, measured the way llama-bench does it,
 // against the same vendored libllama that autodidact links (built by `make bench-native`).
 //
-//   llama-bench-lite MODEL.gguf THREADS RUNS
+//   llama-bench-lite MODEL.gguf THREADS RUNS [FLASH_ATTENTION]
 //
+// FLASH_ATTENTION is 0 (the default, as autodidact's own default and llama-bench's `-fa 0`) or
+// 1, so that both sides of the comparison run the same attention kernel.
 // pp512: 512 random tokens decoded as one prompt (batch 2048, ubatch 512).
 // tg128: 128 tokens decoded one at a time, each a random token (no sampling).
 // One warm-up of each, then RUNS repetitions with the KV cache cleared before each. Prints one
@@ -30,12 +32,13 @@ static double median(std::vector<double> v) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 4) {
-        fprintf(stderr, "usage: %s MODEL.gguf THREADS RUNS\n", argv[0]);
+    if (argc != 4 && argc != 5) {
+        fprintf(stderr, "usage: %s MODEL.gguf THREADS RUNS [FLASH_ATTENTION]\n", argv[0]);
         return 2;
     }
     const int threads = atoi(argv[2]);
     const int runs = std::max(1, atoi(argv[3]));
+    const bool flash = argc == 5 && atoi(argv[4]) != 0;
     const int n_prompt = 512, n_gen = 128;
 
     llama_log_set(quiet, nullptr);
@@ -52,6 +55,7 @@ int main(int argc, char **argv) {
     cp.n_ubatch = 512;
     cp.n_threads = threads;
     cp.n_threads_batch = threads;
+    cp.flash_attn_type = flash ? LLAMA_FLASH_ATTN_TYPE_ENABLED : LLAMA_FLASH_ATTN_TYPE_DISABLED;
     llama_context *ctx = llama_init_from_model(model, cp);
     if (!ctx) {
         fprintf(stderr, "cannot create a context\n");
@@ -100,8 +104,8 @@ int main(int argc, char **argv) {
         tg(n_gen);
         tg_tps.push_back(n_gen / (now_s() - t0));
     }
-    printf("{\"pp512_tok_s\":%.1f,\"tg128_tok_s\":%.1f,\"threads\":%d,\"runs\":%d}\n",
-           median(pp_tps), median(tg_tps), threads, runs);
+    printf("{\"pp512_tok_s\":%.1f,\"tg128_tok_s\":%.1f,\"threads\":%d,\"runs\":%d,\"flash_attention\":%s}\n",
+           median(pp_tps), median(tg_tps), threads, runs, flash ? "true" : "false");
     llama_free(ctx);
     llama_model_free(model);
     llama_backend_free();

@@ -7,8 +7,10 @@
 //! `bench model` measures the in-process llama.cpp backend the way llama-bench does (pp512:
 //! 512 random tokens as one prompt), then generation through the real `chat` and `chat_group`
 //! paths (sampling and log-probs included): 128 tokens for one sequence and for a group of 8.
-//! If the native comparison program is built (`make bench-native`), it runs against the same
-//! model and the report adds its numbers and the ratio.
+//! The same two generation tests run again after a long prompt (`*_long`, about 1,500 tokens
+//! of context), where attention, not the weights, dominates. If the native comparison program
+//! is built (`make bench-native`), it runs against the same model with the same attention
+//! kernel, and the report adds its numbers and the ratios.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -54,6 +56,9 @@ pub struct ModelArgs {
     /// absent. Default: $CARGO_TARGET_DIR/native/llama-bench-lite.
     #[arg(long, value_name = "FILE")]
     pub native: Option<PathBuf>,
+    /// Use llama.cpp's flash-attention kernel (off by default: slower decoding on CPU).
+    #[arg(long)]
+    pub flash_attention: bool,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -88,46 +93,72 @@ pub(crate) fn median(mut xs: Vec<f64>) -> f64 {
 const PROMPT_TOKENS: usize = 512;
 const GEN_TOKENS: usize = 128;
 const GROUP: usize = 8;
+/// Words in the long prompt: about 1,500 tokens with SmolLM2's tokenizer.
+const LONG_PROMPT_WORDS: usize = 1_450;
 
 async fn bench_model(args: ModelArgs) -> anyhow::Result<std::process::ExitCode> {
     let ModelSpec::Gguf(path) = ModelSpec::parse(&args.model)? else {
         bail!("bench model measures in-process GGUF models; {} is not one", args.model);
     };
     let runs = args.runs.max(1);
-    let config = LlamaCppConfig { path: path.clone(), threads: args.threads, ..LlamaCppConfig::default() };
+    let config = LlamaCppConfig {
+        path: path.clone(),
+        threads: args.threads,
+        flash_attention: args.flash_attention,
+        ..LlamaCppConfig::default()
+    };
     let model = LlamaCppModel::load(config).await?;
     let threads = model.info().threads;
 
     let msgs = [Message::user("Write a long story about a lighthouse keeper.")];
+    let long_text: Vec<&str> =
+        ["the", "keeper", "climbed", "old", "stairs", "at", "dusk", "and", "lit", "lamp"]
+            .iter()
+            .copied()
+            .cycle()
+            .take(LONG_PROMPT_WORDS)
+            .collect();
+    let long = [Message::user(format!("{}\n\nContinue this story.", long_text.join(" ")))];
     // Exactly GEN_TOKENS per sequence: end-of-generation is held back (budget forcing).
     let sampling = Sampling {
         min_new_tokens: GEN_TOKENS,
         ..Sampling::seeded(1.0, 1, GEN_TOKENS)
     };
-    let (mut pp, mut g1, mut g8) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut pp, mut g1, mut g8, mut l1, mut l8) = (vec![], vec![], vec![], vec![], vec![]);
+    let mut long_tokens = 0;
     for run in 0..=runs {
         let pp_ms = model.prefill_ms(PROMPT_TOKENS).await?;
         let one = model.chat(&msgs, &sampling).await?;
         let group = model.chat_group(&msgs, GROUP, &sampling).await?;
+        let long_one = model.chat(&long, &sampling).await?;
+        let long_group = model.chat_group(&long, GROUP, &sampling).await?;
         if run == 0 {
             continue; // warm-up
         }
+        long_tokens = long_one.usage.prompt_tokens;
         pp.push(PROMPT_TOKENS as f64 / (pp_ms / 1e3));
-        g1.push(one.usage.completion_tokens as f64 / (one.timings.generation_ms / 1e3));
-        let tokens: usize = group.iter().map(|c| c.usage.completion_tokens).sum();
-        g8.push(tokens as f64 / (group[0].timings.generation_ms / 1e3));
+        g1.push(tok_s(std::slice::from_ref(&one)));
+        g8.push(tok_s(&group));
+        l1.push(tok_s(std::slice::from_ref(&long_one)));
+        l8.push(tok_s(&long_group));
     }
     drop(model);
     let (pp, g1, g8) = (median(pp), median(g1), median(g8));
+    let (l1, l8) = (median(l1), median(l8));
     let mut report = json!({
         "model": path.display().to_string(),
         "threads": threads,
         "runs": runs,
+        "flash_attention": args.flash_attention,
         "prompt_tok_s": round(pp),
         "gen_tok_s_1": round(g1),
         "gen_tok_s_8": round(g8),
         "group_speedup": round3(g8 / g1),
         "group_vs_prefill": round3(g8 / pp),
+        "long_prompt_tokens": long_tokens,
+        "gen_tok_s_1_long": round(l1),
+        "gen_tok_s_8_long": round(l8),
+        "group_speedup_long": round3(l8 / l1),
     });
     let native = args.native.clone().unwrap_or_else(default_native);
     if native.exists() {
@@ -135,6 +166,7 @@ async fn bench_model(args: ModelArgs) -> anyhow::Result<std::process::ExitCode> 
             .arg(&path)
             .arg(threads.to_string())
             .arg(runs.to_string())
+            .arg(if args.flash_attention { "1" } else { "0" })
             .output()
             .with_context(|| format!("running {}", native.display()))?;
         if !out.status.success() {
@@ -161,6 +193,12 @@ async fn bench_model(args: ModelArgs) -> anyhow::Result<std::process::ExitCode> 
     // Let llama.cpp's threads wind down before the process exits.
     std::thread::sleep(Duration::from_millis(10));
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Aggregate generation speed of completions decoded together.
+fn tok_s(completions: &[autodidact_runtime::model::Completion]) -> f64 {
+    let tokens: usize = completions.iter().map(|c| c.usage.completion_tokens).sum();
+    tokens as f64 / (completions[0].timings.generation_ms / 1e3)
 }
 
 fn default_native() -> PathBuf {
