@@ -624,7 +624,7 @@ async fn bench(as_json: bool, steps: u64, db: Option<String>) -> anyhow::Result<
     let t_index = Instant::now();
     store.flush().await?;
     let index_flush_s = t_index.elapsed().as_secs_f64();
-    // Merge the index into one segment before searching, as maintenance after a bulk load
+    // Merge the index into one segment per search thread before searching, as maintenance after a bulk load
     // would; its cost is reported, not hidden.
     let t_merge = Instant::now();
     store.compact_index().await?;
@@ -656,6 +656,7 @@ async fn bench(as_json: bool, steps: u64, db: Option<String>) -> anyhow::Result<
         "index_flush_s": (index_flush_s * 1000.0).round() / 1000.0,
         "index_merge_s": (index_merge_s * 1000.0).round() / 1000.0,
         "indexed_docs": store.indexed_docs(),
+        "index_segments": store.index_segments(),
         "search_queries": QUERIES,
         "search_k": 10,
         "search_mean_hits": hits_total as f64 / QUERIES as f64,

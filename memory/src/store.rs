@@ -308,8 +308,8 @@ impl Store {
         Ok(())
     }
 
-    /// Flushes, then merges the search index into one segment: slower now, faster searches
-    /// after. For maintenance (after a large import, or nightly).
+    /// Flushes, then merges the search index into one segment per search thread (one per core,
+    /// up to 4): slower now, faster searches after. For maintenance (after a large import, or nightly).
     pub async fn compact_index(&self) -> Result<()> {
         self.writer.flush().await?;
         if let Some(ixr) = self.index.as_ref().and_then(|i| i.indexer()) {
@@ -713,6 +713,12 @@ impl Store {
     /// Documents searchable now (0 without an index).
     pub fn indexed_docs(&self) -> u64 {
         self.index.as_ref().map_or(0, |i| i.num_docs())
+    }
+
+    /// Documents in each segment of the search index; [`Store::compact_index`] leaves one
+    /// segment per search thread.
+    pub fn index_segments(&self) -> Vec<u64> {
+        self.index.as_ref().map_or_else(Vec::new, |i| i.segment_docs())
     }
 
     /// Checks the database's integrity and that every run in `acknowledged` exists, is
