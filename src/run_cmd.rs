@@ -34,6 +34,10 @@ pub struct RunArgs {
     /// `[tools] allow` list.
     #[arg(long, value_name = "FILE.py")]
     tools: Option<PathBuf>,
+    /// Start the model's first reply with TEXT, as if it had written it (e.g. "```repl\n" to
+    /// hold a small model to the code-block format). Recorded as part of the reply.
+    #[arg(long, value_name = "TEXT")]
+    reply_prefix: Option<String>,
     /// Print one JSON object: run_id, status, answer, turns, subcalls, tokens, duration_ms.
     #[arg(long)]
     json: bool,
@@ -106,7 +110,8 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
         b.println(msg.clone());
         b.set_message(msg);
     })));
-    let outcome = agent.run(TaskInput::new(args.task.clone(), context)).await?;
+    let task = TaskInput { reply_prefix: args.reply_prefix.clone(), ..TaskInput::new(args.task.clone(), context) };
+    let outcome = agent.run(task).await?;
     bar.finish_and_clear();
     store.flush().await?;
     if args.json {
