@@ -419,6 +419,20 @@ impl Store {
         }
     }
 
+    /// The final answer of the task's best verified run (reward 1, the verifier's full marks),
+    /// if it has one. Runs without a reward (nothing checked them) never count as solved.
+    pub async fn solved_answer(&self, task_id: &str) -> Result<Option<String>> {
+        let row: Option<(Option<String>,)> = sqlx::query_as(
+            "SELECT final_answer FROM runs WHERE task_id = $1 AND reward >= 1.0 \
+             AND final_answer IS NOT NULL ORDER BY finished_ms DESC LIMIT 1",
+        )
+        .bind(task_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| Error::query("reading a solved run", e))?;
+        Ok(row.and_then(|r| r.0))
+    }
+
     /// The most recent runs, newest first.
     pub async fn runs(&self, limit: u64) -> Result<Vec<RunSummary>> {
         let rows: Vec<RunFamilyRow> = sqlx::query_as(

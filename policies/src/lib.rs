@@ -272,7 +272,7 @@ impl Default for ToolsPolicy {
 pub struct ExperiencePolicy {
     /// Retrieve similar solved tasks and lessons before a task (`experience.retrieve`).
     pub retrieve: bool,
-    /// How many to retrieve (`experience.k`).
+    /// How many solved tasks, and how many lessons, to retrieve (`experience.k`).
     pub k: u32,
 }
 

@@ -296,3 +296,41 @@ async fn a_list_context_is_bound_and_described() {
     let (o, _) = run_with(replies(&["```repl\nFINAL(context[1] + str(len(context)))\n```"]), Policy::preset_default(), Vec::new(), TaskInput::new("t", ctx)).await;
     assert_eq!(o.answer.as_deref(), Some("beta3"));
 }
+
+/// A verifier's verdict, fixed.
+struct Fixed(f64);
+
+#[async_trait::async_trait]
+impl autodidact_runtime::rlm::Reward for Fixed {
+    async fn reward(&self, _answer: Option<&str>) -> f64 {
+        self.0
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn experience_brings_verified_solved_tasks_and_lessons_but_not_unverified_ones() {
+    let store = store().await;
+    let sandbox = Sandbox::open(&SandboxConfig::from_env()).unwrap();
+    let memory = || MemoryLog { writer: store.writer(), store: store.clone() };
+    for (prompt, reward, answer) in [("Add 2 and 3 in the REPL.", 1.0, "5"), ("Add 9 and 9 in the REPL.", 0.0, "17")] {
+        let agent = Agent::new(replies(&[&format!("```repl\nFINAL({answer})\n```")]), sandbox.clone(), Policy::preset_default()).unwrap().with_memory(memory());
+        let task = TaskInput { reward: Some(Arc::new(Fixed(reward))), ..TaskInput::new(prompt, Value::Null) };
+        assert_eq!(Arc::new(agent).run(task).await.unwrap().stop, Stop::Answered);
+    }
+    // A lesson, as write_lesson stores them.
+    let lesson = autodidact_memory::NewExperience { text: "Task like: Add two numbers. Lesson: compute the sum in code, then FINAL it.".into(), source_runs: vec![], score: 1.0 };
+    store.writer().add_experience(lesson).await.unwrap().committed().await.unwrap();
+    store.flush().await.unwrap();
+
+    let agent = Agent::new(replies(&[]), sandbox.clone(), Policy::preset_default()).unwrap().with_memory(memory());
+    let system = agent.first_messages(&TaskInput::new("Add 4 and 3 in the REPL.", Value::Null)).await[0].content.clone();
+    assert!(system.contains("Solved: Add 2 and 3 in the REPL. Answer: 5"), "{system}");
+    assert!(!system.contains("Add 9 and 9"), "a run its verifier failed is not a solved task: {system}");
+    assert!(system.contains("Lesson: compute the sum in code"), "{system}");
+
+    // Off in the policy (as in evals): nothing retrieved.
+    let off = policy(|p| p.experience.retrieve = false);
+    let agent = Agent::new(replies(&[]), sandbox, off).unwrap().with_memory(memory());
+    let system = agent.first_messages(&TaskInput::new("Add 4 and 3 in the REPL.", Value::Null)).await[0].content.clone();
+    assert!(!system.contains("Solved:") && !system.contains("Lesson:"), "{system}");
+}

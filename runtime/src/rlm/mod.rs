@@ -414,12 +414,31 @@ impl Agent {
         self.render("system", json!({"context_desc": describe_context(&task.context), "tools": tools, "experience": experience}))
     }
 
-    /// Condensed solved tasks and lessons similar to `task`, when the policy allows it.
+    /// Condensed solved tasks and lessons similar to `task`, when the policy allows it: up to
+    /// `k` tasks whose runs a verifier gave full marks (never the task itself), each with its
+    /// verified answer, then up to `k` lessons.
     async fn experience(&self, task: &TaskInput) -> Vec<String> {
+        use autodidact_memory::{DocKind, SearchFilters};
         let (Some(memory), true) = (&self.memory, self.policy.experience.retrieve) else { return Vec::new() };
-        let filters = autodidact_memory::SearchFilters { kinds: vec![autodidact_memory::DocKind::Experience], ..Default::default() };
-        let hits = memory.store.search(&task.prompt, &filters, self.policy.experience.k as usize).await.unwrap_or_default();
-        hits.into_iter().map(|h| truncate(&h.preview, 300).0).collect()
+        let k = self.policy.experience.k as usize;
+        let mut out = Vec::new();
+        let tasks = SearchFilters { kinds: vec![DocKind::Task], ..Default::default() };
+        // Most similar tasks are unsolved; look a little deeper than k for solved ones.
+        for hit in memory.store.search(&task.prompt, &tasks, 4 * k).await.unwrap_or_default() {
+            if out.len() >= k {
+                break;
+            }
+            if task.task_id.as_deref() == Some(hit.id.as_str()) {
+                continue;
+            }
+            if let Ok(Some(answer)) = memory.store.solved_answer(&hit.id).await {
+                out.push(format!("Solved: {} Answer: {}", truncate(&hit.preview, 200).0, truncate(&answer, 80).0));
+            }
+        }
+        let lessons = SearchFilters { kinds: vec![DocKind::Experience], ..Default::default() };
+        let hits = memory.store.search(&task.prompt, &lessons, k).await.unwrap_or_default();
+        out.extend(hits.into_iter().map(|h| truncate(&h.preview, 300).0));
+        out
     }
 
     pub(crate) fn allowed_tools(&self) -> impl Iterator<Item = &Arc<dyn Tool>> {
