@@ -334,3 +334,31 @@ async fn experience_brings_verified_solved_tasks_and_lessons_but_not_unverified_
     let system = agent.first_messages(&TaskInput::new("Add 4 and 3 in the REPL.", Value::Null)).await[0].content.clone();
     assert!(!system.contains("Solved:") && !system.contains("Lesson:"), "{system}");
 }
+
+/// A 1 MB haystack with one needle, the shape of the `niah` eval suite.
+fn haystack(name: &str, number: u32) -> String {
+    let mut hay = String::with_capacity(1_000_100);
+    let mut i = 0u32;
+    while hay.len() < 1_000_000 {
+        if i == 20_011 {
+            hay.push_str(&format!("The magic number for {name} is {number}. "));
+        }
+        hay.push_str(&format!("The quiet river {} the amber lantern. ", ["follows", "mirrors", "greets"][(i % 3) as usize]));
+        i += 1;
+    }
+    hay
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_needle_in_a_1mb_haystack_is_found_by_code() {
+    let code = "```repl\nimport re\nm = re.search(r'magic number for Greta is (\\d+)', context)\nprint(len(context), m.start())\nFINAL(m.group(1))\n```";
+    let task = TaskInput::new("What is the magic number for Greta?", json!(haystack("Greta", 4817263)));
+    let (o, store) = run_with(replies(&[code]), Policy::preset_default(), Vec::new(), task).await;
+    assert_eq!(o.stop, Stop::Answered);
+    assert_eq!(o.answer.as_deref(), Some("4817263"));
+    let steps = store.steps(o.run_id.as_deref().unwrap()).await.unwrap();
+    let first = &steps[0].data;
+    // The model was shown the context's size and a preview, never the megabyte itself.
+    assert!(first.prompt_tokens < 2_000, "prompt of {} tokens", first.prompt_tokens);
+    assert!(steps[1].data.stdout.starts_with("10000"), "{}", steps[1].data.stdout);
+}

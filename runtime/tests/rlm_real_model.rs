@@ -39,3 +39,31 @@ async fn a_small_task_runs_end_to_end_with_a_code_cell() {
     assert!(run.finished_ms.is_some());
     eprintln!("answer: {:?} (expected 791), status {}", o.answer, o.stop.name());
 }
+
+/// The long-context case on the real model: a needle in a 1 MB haystack. The model sees only
+/// the context's size and a preview and must search it with code. SmolLM2-135M rarely writes
+/// the right search, so correctness is recorded, not required (the scripted test
+/// `a_needle_in_a_1mb_haystack_is_found_by_code` checks the solving path).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_1mb_haystack_reaches_the_model_as_a_preview_and_code_runs_on_it() {
+    let mut hay = String::with_capacity(1_000_100);
+    let mut i = 0u32;
+    while hay.len() < 1_000_000 {
+        if i == 20_011 {
+            hay.push_str("The magic number for Greta is 4817263. ");
+        }
+        hay.push_str("The quiet river follows the amber lantern. ");
+        i += 1;
+    }
+    let task = TaskInput {
+        // Holds the small model to the code-block format on its first turn.
+        reply_prefix: Some("```repl\n".into()),
+        ..TaskInput::new("Find the magic number for Greta in context.", Value::String(hay))
+    };
+    let (o, store) = run(task).await;
+    let steps = store.steps(o.run_id.as_deref().unwrap()).await.unwrap();
+    let first = steps.iter().find(|s| s.data.kind == StepKind::ModelTurn).unwrap();
+    assert!(first.data.prompt_tokens < 2_000, "the model was shown {} tokens", first.data.prompt_tokens);
+    assert!(steps.iter().any(|s| s.data.kind == StepKind::CodeCell), "no code ran on the haystack");
+    eprintln!("answer: {:?} (expected 4817263), status {}", o.answer, o.stop.name());
+}
