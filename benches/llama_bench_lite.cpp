@@ -3,8 +3,8 @@
 //
 //   llama-bench-lite MODEL.gguf THREADS RUNS [FLASH_ATTENTION]
 //
-// FLASH_ATTENTION is 0 (the default, as autodidact's own default and llama-bench's `-fa 0`) or
-// 1, so that both sides of the comparison run the same attention kernel.
+// FLASH_ATTENTION is 1 (the default, as autodidact's own default) or 0, so that both sides of
+// the comparison run the same attention kernel.
 // pp512: 512 random tokens decoded as one prompt (batch 2048, ubatch 512).
 // tg128: 128 tokens decoded one at a time, each a random token (no sampling).
 // One warm-up of each, then RUNS repetitions with the KV cache cleared before each. Prints one
@@ -38,7 +38,7 @@ int main(int argc, char **argv) {
     }
     const int threads = atoi(argv[2]);
     const int runs = std::max(1, atoi(argv[3]));
-    const bool flash = argc == 5 && atoi(argv[4]) != 0;
+    const bool flash = argc != 5 || atoi(argv[4]) != 0;
     const int n_prompt = 512, n_gen = 128;
 
     llama_log_set(quiet, nullptr);

@@ -56,9 +56,10 @@ pub struct ModelArgs {
     /// absent. Default: $CARGO_TARGET_DIR/native/llama-bench-lite.
     #[arg(long, value_name = "FILE")]
     pub native: Option<PathBuf>,
-    /// Use llama.cpp's flash-attention kernel (off by default: slower decoding on CPU).
+    /// Turn llama.cpp's flash-attention kernel off (it is on by default, as in the runtime):
+    /// faster decoding at long context, but batched and one-token log-probs then differ.
     #[arg(long)]
-    pub flash_attention: bool,
+    pub no_flash_attention: bool,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -104,7 +105,7 @@ async fn bench_model(args: ModelArgs) -> anyhow::Result<std::process::ExitCode> 
     let config = LlamaCppConfig {
         path: path.clone(),
         threads: args.threads,
-        flash_attention: args.flash_attention,
+        flash_attention: !args.no_flash_attention,
         ..LlamaCppConfig::default()
     };
     let model = LlamaCppModel::load(config).await?;
@@ -149,7 +150,7 @@ async fn bench_model(args: ModelArgs) -> anyhow::Result<std::process::ExitCode> 
         "model": path.display().to_string(),
         "threads": threads,
         "runs": runs,
-        "flash_attention": args.flash_attention,
+        "flash_attention": !args.no_flash_attention,
         "prompt_tok_s": round(pp),
         "gen_tok_s_1": round(g1),
         "gen_tok_s_8": round(g8),
@@ -166,7 +167,7 @@ async fn bench_model(args: ModelArgs) -> anyhow::Result<std::process::ExitCode> 
             .arg(&path)
             .arg(threads.to_string())
             .arg(runs.to_string())
-            .arg(if args.flash_attention { "1" } else { "0" })
+            .arg(if args.no_flash_attention { "0" } else { "1" })
             .output()
             .with_context(|| format!("running {}", native.display()))?;
         if !out.status.success() {
