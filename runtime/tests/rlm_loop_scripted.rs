@@ -3,6 +3,8 @@
 //! that are refused or raise, huge output, and a REPL that exits. Deterministic: the model's
 //! replies are fixed, the sandbox and the store are real.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -335,24 +337,10 @@ async fn experience_brings_verified_solved_tasks_and_lessons_but_not_unverified_
     assert!(!system.contains("Solved:") && !system.contains("Lesson:"), "{system}");
 }
 
-/// A 1 MB haystack with one needle, the shape of the `niah` eval suite.
-fn haystack(name: &str, number: u32) -> String {
-    let mut hay = String::with_capacity(1_000_100);
-    let mut i = 0u32;
-    while hay.len() < 1_000_000 {
-        if i == 20_011 {
-            hay.push_str(&format!("The magic number for {name} is {number}. "));
-        }
-        hay.push_str(&format!("The quiet river {} the amber lantern. ", ["follows", "mirrors", "greets"][(i % 3) as usize]));
-        i += 1;
-    }
-    hay
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_needle_in_a_1mb_haystack_is_found_by_code() {
     let code = "```repl\nimport re\nm = re.search(r'magic number for Greta is (\\d+)', context)\nprint(len(context), m.start())\nFINAL(m.group(1))\n```";
-    let task = TaskInput::new("What is the magic number for Greta?", json!(haystack("Greta", 4817263)));
+    let task = TaskInput::new("What is the magic number for Greta?", json!(common::haystack("Greta", 4817263)));
     let (o, store) = run_with(replies(&[code]), Policy::preset_default(), Vec::new(), task).await;
     assert_eq!(o.stop, Stop::Answered);
     assert_eq!(o.answer.as_deref(), Some("4817263"));

@@ -1,6 +1,8 @@
 //! The RLM loop on the real SmolLM2: a small task runs end to end and is logged with at least
 //! one code cell (correctness is recorded, not required).
 
+mod common;
+
 use std::sync::Arc;
 
 use autodidact_memory::{StepKind, Store};
@@ -46,19 +48,10 @@ async fn a_small_task_runs_end_to_end_with_a_code_cell() {
 /// `a_needle_in_a_1mb_haystack_is_found_by_code` checks the solving path).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_1mb_haystack_reaches_the_model_as_a_preview_and_code_runs_on_it() {
-    let mut hay = String::with_capacity(1_000_100);
-    let mut i = 0u32;
-    while hay.len() < 1_000_000 {
-        if i == 20_011 {
-            hay.push_str("The magic number for Greta is 4817263. ");
-        }
-        hay.push_str("The quiet river follows the amber lantern. ");
-        i += 1;
-    }
     let task = TaskInput {
         // Holds the small model to the code-block format on its first turn.
         reply_prefix: Some("```repl\n".into()),
-        ..TaskInput::new("Find the magic number for Greta in context.", Value::String(hay))
+        ..TaskInput::new("Find the magic number for Greta in context.", Value::String(common::haystack("Greta", 4817263)))
     };
     let (o, store) = run(task).await;
     let steps = store.steps(o.run_id.as_deref().unwrap()).await.unwrap();

@@ -22,6 +22,21 @@ pub fn scratch_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// A 1 MB haystack with one needle ("The magic number for NAME is NUMBER."), the shape of the
+/// `niah` eval suite, for the long-context tests.
+pub fn haystack(name: &str, number: u32) -> String {
+    let mut hay = String::with_capacity(1_000_100);
+    let mut i = 0u32;
+    while hay.len() < 1_000_000 {
+        if i == 20_011 {
+            hay.push_str(&format!("The magic number for {name} is {number}. "));
+        }
+        hay.push_str(&format!("The quiet river {} the amber lantern. ", ["follows", "mirrors", "greets"][(i % 3) as usize]));
+        i += 1;
+    }
+    hay
+}
+
 /// A metadata value.
 pub enum Meta {
     Str(String),
