@@ -624,8 +624,8 @@ async fn bench(as_json: bool, steps: u64, db: Option<String>) -> anyhow::Result<
     let t_index = Instant::now();
     store.flush().await?;
     let index_flush_s = t_index.elapsed().as_secs_f64();
-    // Merge the index into one segment per search thread before searching, as maintenance after a bulk load
-    // would; its cost is reported, not hidden.
+    // Merge the index into one segment per search thread before searching, as maintenance
+    // after a bulk load would; its cost is reported, not hidden.
     let t_merge = Instant::now();
     store.compact_index().await?;
     let index_merge_s = t_merge.elapsed().as_secs_f64();

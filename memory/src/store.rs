@@ -63,6 +63,11 @@ pub struct Store {
 }
 
 /// The URL with any password replaced, for messages.
+/// `$1,$2,...,$n`: the numbered parameters of an `IN (...)` list.
+fn numbered_params(n: usize) -> String {
+    (1..=n).map(|i| format!("${i}")).collect::<Vec<_>>().join(",")
+}
+
 fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => {
@@ -309,7 +314,8 @@ impl Store {
     }
 
     /// Flushes, then merges the search index into one segment per search thread (one per core,
-    /// up to 4): slower now, faster searches after. For maintenance (after a large import, or nightly).
+    /// up to 4): slower now, faster searches after. For maintenance (after a large import, or
+    /// nightly).
     pub async fn compact_index(&self) -> Result<()> {
         self.writer.flush().await?;
         if let Some(ixr) = self.index.as_ref().and_then(|i| i.indexer()) {
@@ -419,18 +425,28 @@ impl Store {
         }
     }
 
-    /// The final answer of the task's best verified run (reward 1, the verifier's full marks),
-    /// if it has one. Runs without a reward (nothing checked them) never count as solved.
-    pub async fn solved_answer(&self, task_id: &str) -> Result<Option<String>> {
-        let row: Option<(Option<String>,)> = sqlx::query_as(
-            "SELECT final_answer FROM runs WHERE task_id = $1 AND reward >= 1.0 \
-             AND final_answer IS NOT NULL ORDER BY finished_ms DESC LIMIT 1",
-        )
-        .bind(task_id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|e| Error::query("reading a solved run", e))?;
-        Ok(row.and_then(|r| r.0))
+    /// The final answers of those of `task_ids` that have a verified run (reward 1, the
+    /// verifier's full marks), by task id: the most recent such run's answer. Runs without a
+    /// reward (nothing checked them) never count as solved. One query.
+    pub async fn solved_answers(&self, task_ids: &[String]) -> Result<HashMap<String, String>> {
+        if task_ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let sql = format!(
+            "SELECT task_id, final_answer FROM runs WHERE task_id IN ({}) AND reward >= 1.0 \
+             AND final_answer IS NOT NULL ORDER BY finished_ms",
+            numbered_params(task_ids.len())
+        );
+        let mut q = sqlx::query_as::<_, (String, String)>(AssertSqlSafe(sql));
+        for id in task_ids {
+            q = q.bind(id.as_str());
+        }
+        let rows = q
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| Error::query("reading solved runs", e))?;
+        // Oldest first, so the most recent verified answer of each task is the one kept.
+        Ok(rows.into_iter().collect())
     }
 
     /// The most recent runs, newest first.
@@ -653,12 +669,6 @@ impl Store {
     /// The text of each hit, read from the database: one query per kind of hit.
     async fn previews(&self, raw: &[index::RawHit]) -> Result<Vec<String>> {
         let mut texts = vec![String::new(); raw.len()];
-        let ph = |n: usize| {
-            (1..=n)
-                .map(|i| format!("${i}"))
-                .collect::<Vec<_>>()
-                .join(",")
-        };
         for kind in [DocKind::Task, DocKind::Experience] {
             let want: Vec<usize> = (0..raw.len()).filter(|&i| raw[i].kind == kind).collect();
             if want.is_empty() {
@@ -667,11 +677,11 @@ impl Store {
             let sql = match kind {
                 DocKind::Task => format!(
                     "SELECT id, prompt FROM tasks WHERE id IN ({})",
-                    ph(want.len())
+                    numbered_params(want.len())
                 ),
                 _ => format!(
                     "SELECT id, text FROM experiences WHERE id IN ({})",
-                    ph(want.len())
+                    numbered_params(want.len())
                 ),
             };
             let mut q = sqlx::query_as::<_, (String, String)>(AssertSqlSafe(sql));
@@ -764,13 +774,12 @@ impl Store {
         let mut missing = 0u64;
         let mut problems = Vec::new();
         for chunk in ids.chunks(500) {
-            let params: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
             let sql = format!(
                 "SELECT r.id, r.status, r.step_count, \
                  (SELECT COUNT(*) FROM steps s WHERE s.run_id = r.id), \
                  (SELECT MAX(idx) FROM steps s WHERE s.run_id = r.id) \
                  FROM runs r WHERE r.id IN ({})",
-                params.join(",")
+                numbered_params(chunk.len())
             );
             let mut q =
                 sqlx::query_as::<_, (String, String, i64, i64, Option<i64>)>(AssertSqlSafe(sql));

@@ -421,20 +421,12 @@ impl Agent {
         use autodidact_memory::{DocKind, SearchFilters};
         let (Some(memory), true) = (&self.memory, self.policy.experience.retrieve) else { return Vec::new() };
         let k = self.policy.experience.k as usize;
-        let mut out = Vec::new();
         let tasks = SearchFilters { kinds: vec![DocKind::Task], ..Default::default() };
         // Most similar tasks are unsolved; look a little deeper than k for solved ones.
-        for hit in memory.store.search(&task.prompt, &tasks, 4 * k).await.unwrap_or_default() {
-            if out.len() >= k {
-                break;
-            }
-            if task.task_id.as_deref() == Some(hit.id.as_str()) {
-                continue;
-            }
-            if let Ok(Some(answer)) = memory.store.solved_answer(&hit.id).await {
-                out.push(format!("Solved: {} Answer: {}", truncate(&hit.preview, 200).0, truncate(&answer, 80).0));
-            }
-        }
+        let hits: Vec<_> = memory.store.search(&task.prompt, &tasks, 4 * k).await.unwrap_or_default().into_iter().filter(|h| task.task_id.as_deref() != Some(h.id.as_str())).collect();
+        let ids: Vec<String> = hits.iter().map(|h| h.id.clone()).collect();
+        let solved = memory.store.solved_answers(&ids).await.unwrap_or_default();
+        let mut out: Vec<String> = hits.iter().filter_map(|h| Some(format!("Solved: {} Answer: {}", truncate(&h.preview, 200).0, truncate(solved.get(&h.id)?, 80).0))).take(k).collect();
         let lessons = SearchFilters { kinds: vec![DocKind::Experience], ..Default::default() };
         let hits = memory.store.search(&task.prompt, &lessons, k).await.unwrap_or_default();
         out.extend(hits.into_iter().map(|h| truncate(&h.preview, 300).0));
