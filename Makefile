@@ -5,6 +5,13 @@ export AUTODIDACT_HOME ?= $(HOME)/.cache/autodidact
 export CARGO_TARGET_DIR ?= $(AUTODIDACT_HOME)/target
 BIN := $(CARGO_TARGET_DIR)/debug/autodidact
 
+# llama.cpp's CPU kernels are compiled for this machine's instruction set (AVX-512, VNNI, ...),
+# AMX excepted: `make build LLAMA_AMX=1` turns it on. Every cargo run below sees the same
+# GGML_* options, and a different CPU gives different options, which rebuild llama.cpp.
+# See scripts/llama-cpu-flags.sh.
+LLAMA_CPU_FLAGS := $(shell ./scripts/llama-cpu-flags.sh)
+$(foreach f,$(LLAMA_CPU_FLAGS),$(eval export $(f)))
+
 .PHONY: bootstrap build demo test bench bench-native
 
 bootstrap:

@@ -12,6 +12,12 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 mkdir -p "$HOME_DIR/downloads"
 say() { printf 'bootstrap: %s\n' "$*" >&2; }
 
+# llama.cpp's CPU kernels are built for this machine's instruction set, AMX excepted (see the
+# script). The Makefile exports the same options; exporting them again here keeps a direct
+# `scripts/bootstrap.sh` run building exactly what `make` builds.
+LLAMA_CPU_FLAGS="$("$ROOT/scripts/llama-cpu-flags.sh")"
+for kv in $LLAMA_CPU_FLAGS; do export "${kv?}"; done
+
 # --- system packages: build tools (llama.cpp is built from source by llama-cpp-sys-2) -------
 need=()
 for pair in cmake:cmake clang:clang; do
@@ -21,6 +27,9 @@ ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || need+=(libclang-dev)
 # reqwest's TLS (the openai backend) links OpenSSL, found through pkg-config.
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 [ -f /usr/include/openssl/ssl.h ] || need+=(libssl-dev)
+# QEMU's user-mode emulator runs the CLI as an older CPU in the test that a moved build refuses
+# to run (tests/moved_to_an_older_cpu_is_a_clear_error.rs).
+command -v qemu-x86_64 >/dev/null 2>&1 || need+=(qemu-user)
 # Headless Chromium renders the HTML report in its test.
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
@@ -84,12 +93,23 @@ done
 # builds llama.cpp (without OpenMP): about 10 minutes on 2 cores, once; later runs check the import.
 VENV="$HOME_DIR/venv"
 LLAMA_CPP_PYTHON="llama-cpp-python[server]==0.3.36"
-if [ "${SKIP_SERVER:-0}" != 1 ] && ! "$VENV/bin/python" -c "import llama_cpp.server" >/dev/null 2>&1; then
-    say "installing $LLAMA_CPP_PYTHON into $VENV (compiles llama.cpp; once)"
+# Its llama.cpp gets the same CPU options as ours (its own default, -march=native, would turn on
+# the AMX kernels that crash); the options are recorded in the venv, and a venv built for other
+# options (another CPU) is built again.
+SERVER_CPU_FLAGS="$LLAMA_CPP_PYTHON $LLAMA_CPU_FLAGS"
+if [ "${SKIP_SERVER:-0}" != 1 ] && { ! "$VENV/bin/python" -c "import llama_cpp.server" >/dev/null 2>&1 \
+        || [ "$(cat "$VENV/llama-cpu-flags" 2>/dev/null)" != "$SERVER_CPU_FLAGS" ]; }; then
+    say "installing $LLAMA_CPP_PYTHON into $VENV (compiles llama.cpp; once per CPU)"
     python3 -m venv "$VENV"
-    CMAKE_ARGS="-DGGML_OPENMP=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF" \
+    cmake_cpu=""
+    for kv in $LLAMA_CPU_FLAGS; do cmake_cpu="$cmake_cpu -D$kv"; done
+    # pip's wheel cache does not key on CMAKE_ARGS: never reuse a wheel built for other options.
+    rebuild=()
+    "$VENV/bin/python" -c "import llama_cpp" >/dev/null 2>&1 && rebuild=(--force-reinstall --no-deps)
+    CMAKE_ARGS="-DGGML_OPENMP=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DGGML_NATIVE=OFF$cmake_cpu" \
         CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
-        "$VENV/bin/pip" install --quiet --progress-bar off "$LLAMA_CPP_PYTHON" >&2
+        "$VENV/bin/pip" install --quiet --progress-bar off --no-cache-dir "${rebuild[@]}" "$LLAMA_CPP_PYTHON" >&2
+    printf '%s' "$SERVER_CPU_FLAGS" >"$VENV/llama-cpu-flags"
 fi
 # Python's `openai` package in the same venv: the independent client of `serve`'s
 # OpenAI-compatible endpoint (tests/serve_openai.rs).
@@ -99,9 +119,26 @@ if [ "${SKIP_SERVER:-0}" != 1 ] && ! "$VENV/bin/python" -c "import openai" >/dev
     "$VENV/bin/pip" install --quiet --progress-bar off "$OPENAI_PY" >&2
 fi
 
+# --- a llama.cpp built for other CPU options is built again -------------------------------
+# llama-cpp-sys-2 reruns when a GGML_* variable it saw changes, but a build made before these
+# options existed (an older checkout's -march=native) saw none; its CMake cache tells.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME_DIR/target}"
+for cache in "$CARGO_TARGET_DIR"/debug/build/llama-cpp-sys-2-*/out/build/CMakeCache.txt; do
+    [ -f "$cache" ] || continue
+    stale=""
+    grep -q -- '-march=native' "$cache" && stale="-march=native"
+    for kv in $LLAMA_CPU_FLAGS; do
+        grep -Eq "^${kv%%=*}(:[A-Z]+)?=${kv#*=}\$" "$cache" || stale="$stale ${kv%%=*}"
+    done
+    if [ -n "$stale" ]; then
+        say "llama.cpp was built for other CPU options ($stale); rebuilding it (5-7 minutes)"
+        (cd "$ROOT" && cargo clean --quiet -p llama-cpp-sys-2)
+        break
+    fi
+done
+
 # --- precompile the sandbox module (minutes, once) ---------------------------------------
 if [ "${SKIP_PREPARE:-0}" != 1 ]; then
-    export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME_DIR/target}"
     say "building the CLI and precompiling the sandbox module (cached after the first run)"
     (cd "$ROOT" && cargo build --quiet --bin autodidact)
     AUTODIDACT_HOME="$HOME_DIR" "$CARGO_TARGET_DIR/debug/autodidact" sandbox prepare --fuel

@@ -8,7 +8,7 @@ TARGET="${CARGO_TARGET_DIR:-${AUTODIDACT_HOME:-$HOME/.cache/autodidact}/target}"
 # The newest llama-cpp-sys-2 build output of the dev profile.
 OUT="$(ls -td "$TARGET"/debug/build/llama-cpp-sys-2-*/out 2>/dev/null | while read -r d; do
     [ -f "$d/include/llama.h" ] && { echo "$d"; break; }; done)"
-[ -n "$OUT" ] || { echo "no llama-cpp-sys-2 build under $TARGET; run: cargo build --bin autodidact" >&2; exit 1; }
+[ -n "$OUT" ] || { echo "no llama-cpp-sys-2 build under $TARGET; run: make build" >&2; exit 1; }
 LIBDIR="$OUT/lib"
 [ -d "$LIBDIR" ] || LIBDIR="$OUT/lib64"
 mkdir -p "$TARGET/native"

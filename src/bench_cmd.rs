@@ -110,6 +110,7 @@ async fn bench_model(args: ModelArgs) -> anyhow::Result<std::process::ExitCode> 
     };
     let model = LlamaCppModel::load(config).await?;
     let threads = model.info().threads;
+    let weight_buffers = model.info().weight_buffers.clone();
 
     let msgs = [Message::user("Write a long story about a lighthouse keeper.")];
     let long_text: Vec<&str> =
@@ -161,6 +162,12 @@ async fn bench_model(args: ModelArgs) -> anyhow::Result<std::process::ExitCode> 
         "gen_tok_s_8_long": round(l8),
         "group_speedup_long": round3(l8 / l1),
     });
+    // The figures depend on the CPU: say which instruction sets llama.cpp uses and this CPU has.
+    let cpu = autodidact_runtime::model::llamacpp::cpu::report();
+    report["cpu_model"] = json!(cpu_model_name());
+    report["llama_isa"] = json!(cpu.compiled);
+    report["cpu_isa"] = json!(cpu.cpu);
+    report["weight_buffers"] = json!(weight_buffers);
     let native = args.native.clone().unwrap_or_else(default_native);
     if native.exists() {
         let out = std::process::Command::new(&native)
@@ -207,6 +214,14 @@ fn default_native() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| autodidact_runtime::model::autodidact_home().join("target"));
     target.join("native").join("llama-bench-lite")
+}
+
+/// The CPU's model name from `/proc/cpuinfo`, or "unknown".
+fn cpu_model_name() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split_once(':')).map(|(_, v)| v.trim().to_string()))
+        .unwrap_or_else(|| "unknown".into())
 }
 
 fn round(x: f64) -> f64 {

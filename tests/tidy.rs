@@ -185,3 +185,19 @@ fn sandbox_public_api_has_no_wasmtime_types() {
     }
     let _ = Path::new("");
 }
+
+#[test]
+fn llama_cpp_is_built_with_the_cpu_options_never_march_native() {
+    // `-march=native` for llama.cpp turns on the AMX kernels that crash (issue 16) and makes
+    // start-up code CPU-specific; the per-instruction-set options of scripts/llama-cpu-flags.sh
+    // replace it. Cargo config files and every build entry point are checked.
+    for file in [".cargo/config.toml", ".cargo/config", "Makefile", "scripts/bootstrap.sh", ".ci/run"] {
+        let Ok(text) = std::fs::read_to_string(root().join(file)) else { continue };
+        let flagged = text.lines().filter(|l| !l.trim_start().starts_with('#')).any(|l| l.contains("CMAKE_") && l.contains("march=native"));
+        assert!(!flagged, "{file} compiles llama.cpp with -march=native; use scripts/llama-cpu-flags.sh");
+    }
+    for file in ["Makefile", "scripts/bootstrap.sh"] {
+        let text = std::fs::read_to_string(root().join(file)).unwrap();
+        assert!(text.contains("scripts/llama-cpu-flags.sh"), "{file} builds without llama.cpp's CPU options");
+    }
+}

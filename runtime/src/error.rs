@@ -34,6 +34,19 @@ pub enum Error {
         /// Extra advice, e.g. to run the bootstrap; empty or starting with "; ".
         hint: String,
     },
+    /// The linked llama.cpp was compiled for instructions this CPU lacks: the binary (or its
+    /// target directory) was built on another machine.
+    #[error(
+        "this build of llama.cpp uses {} but this CPU lacks {}: it was built on another CPU. \
+         Rebuild it here with `make build` (it compiles llama.cpp for the CPU it runs on)",
+        compiled.join(" "), missing.join(" ")
+    )]
+    CpuMismatch {
+        /// The instruction sets the CPU lacks, by ggml's names (`AVX512`, `AVX512_VNNI`).
+        missing: Vec<String>,
+        /// Every instruction set llama.cpp was compiled with.
+        compiled: Vec<String>,
+    },
     /// llama.cpp could not load a model file.
     #[error("cannot load model {path}: {reason}")]
     ModelLoad {

@@ -21,6 +21,7 @@
 //! **Log-probs are computed by one function** (`sampler::log_z`) when sampling and when
 //! scoring, from the raw logits, so `score` reproduces the sampling log-probs.
 
+pub mod cpu;
 mod ffi;
 
 use std::collections::BTreeMap;
@@ -95,6 +96,9 @@ pub struct ModelInfo {
     pub threads: usize,
     /// `general.architecture`.
     pub architecture: String,
+    /// The buffer types holding the weights, as llama.cpp logged them while loading
+    /// (`CPU_Mapped`, `CPU_REPACK`; `AMX` would mean the AMX kernels are in use).
+    pub weight_buffers: Vec<String>,
 }
 
 /// A reply scored by teacher forcing ([`LlamaCppModel::score_detailed`]), with the token ids
@@ -134,6 +138,8 @@ enum Job {
 
 fn backend() -> Result<&'static LlamaBackend> {
     static BACKEND: OnceLock<std::result::Result<LlamaBackend, String>> = OnceLock::new();
+    // Before any llama.cpp code runs: a kernel built for another CPU would die of SIGILL.
+    cpu::check()?;
     BACKEND
         .get_or_init(|| {
             let b = LlamaBackend::init().map_err(|e| e.to_string());
@@ -357,6 +363,7 @@ fn load_model(config: LlamaCppConfig) -> Result<(LlamaModel, Shared, ModelInfo)>
         n_ctx,
         threads,
         architecture,
+        weight_buffers: weight_buffers(&log),
     };
     let shared = Shared {
         config,
@@ -369,6 +376,17 @@ fn load_model(config: LlamaCppConfig) -> Result<(LlamaModel, Shared, ModelInfo)>
         next_adapter: 1,
     };
     Ok((model, shared, info))
+}
+
+/// The buffer names of llama.cpp's `load_tensors:   CPU_REPACK model buffer size = ...` lines.
+fn weight_buffers(log: &str) -> Vec<String> {
+    let mut names: Vec<String> = log
+        .lines()
+        .filter_map(|l| l.split_once(" model buffer size"))
+        .filter_map(|(head, _)| head.split_whitespace().last().map(str::to_string))
+        .collect();
+    names.dedup();
+    names
 }
 
 fn load_adapter(model: &mut LlamaModel, shared: &mut Shared, path: &Path) -> Result<AdapterId> {

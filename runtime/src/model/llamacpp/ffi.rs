@@ -8,11 +8,15 @@
 //!   [`install_log_callback`] routes the log through [`capture`], which records what one thread
 //!   logs while it runs a closure. Otherwise the log is dropped, or copied to stderr when
 //!   `AUTODIDACT_LLAMA_LOG` is set.
+//! - **Asking ggml what it was compiled for.** `ggml-cpu.h` is not in llama-cpp-sys-2's
+//!   bindings; [`compiled_isa`] declares its `ggml_cpu_has_*` functions, which return
+//!   compile-time constants, and [`cpu_extra_buffer_types`] lists the CPU device's extra
+//!   weight-buffer types (`CPU_REPACK`, and `AMX` in a build with AMX).
 //!
 //! This is the only module of the crate with `unsafe` code; each block says why it is sound.
 
 use std::cell::RefCell;
-use std::ffi::{CStr, c_char, c_void};
+use std::ffi::{CStr, c_char, c_int, c_void};
 use std::mem::ManuallyDrop;
 
 use llama_cpp_2::model::LlamaLoraAdapter;
@@ -123,4 +127,117 @@ impl Drop for OwnedAdapter {
         // alive and no context uses the adapter (see the type's documentation).
         unsafe { llama_cpp_sys_2::llama_adapter_lora_free(ptr) };
     }
+}
+
+// `ggml-cpu.h`: each returns 1 when ggml-cpu was compiled with the instruction set, else 0.
+// They are `return <constant>;` bodies, safe to call on any x86-64 CPU (the check in `cpu.rs`
+// calls them before any kernel runs).
+// SAFETY: the declarations match ggml-cpu.h (`int ggml_cpu_has_*(void)`), and the library that
+// defines them is linked by llama-cpp-sys-2.
+#[allow(unsafe_code)]
+unsafe extern "C" {
+    fn ggml_cpu_has_sse3() -> c_int;
+    fn ggml_cpu_has_ssse3() -> c_int;
+    fn ggml_cpu_has_avx() -> c_int;
+    fn ggml_cpu_has_avx_vnni() -> c_int;
+    fn ggml_cpu_has_avx2() -> c_int;
+    fn ggml_cpu_has_bmi2() -> c_int;
+    fn ggml_cpu_has_f16c() -> c_int;
+    fn ggml_cpu_has_fma() -> c_int;
+    fn ggml_cpu_has_avx512() -> c_int;
+    fn ggml_cpu_has_avx512_vbmi() -> c_int;
+    fn ggml_cpu_has_avx512_vnni() -> c_int;
+    fn ggml_cpu_has_avx512_bf16() -> c_int;
+    fn ggml_cpu_has_amx_int8() -> c_int;
+}
+
+/// The instruction sets ggml-cpu was compiled with, by ggml's names (`AVX2`, `AVX512_VNNI`,
+/// `AMX_INT8`, ...), in `ggml_cpu_has_*` order.
+#[allow(unsafe_code)]
+pub(crate) fn compiled_isa() -> Vec<&'static str> {
+    let table: [(&'static str, unsafe extern "C" fn() -> c_int); 13] = [
+        ("SSE3", ggml_cpu_has_sse3),
+        ("SSSE3", ggml_cpu_has_ssse3),
+        ("AVX", ggml_cpu_has_avx),
+        ("AVX_VNNI", ggml_cpu_has_avx_vnni),
+        ("AVX2", ggml_cpu_has_avx2),
+        ("BMI2", ggml_cpu_has_bmi2),
+        ("F16C", ggml_cpu_has_f16c),
+        ("FMA", ggml_cpu_has_fma),
+        ("AVX512", ggml_cpu_has_avx512),
+        ("AVX512_VBMI", ggml_cpu_has_avx512_vbmi),
+        ("AVX512_VNNI", ggml_cpu_has_avx512_vnni),
+        ("AVX512_BF16", ggml_cpu_has_avx512_bf16),
+        ("AMX_INT8", ggml_cpu_has_amx_int8),
+    ];
+    table
+        .into_iter()
+        // SAFETY: each function takes no argument, touches no state and returns a constant
+        // fixed when ggml-cpu was compiled (ggml-cpu.c); linked statically by llama-cpp-sys-2.
+        .filter(|(_, f)| unsafe { f() } != 0)
+        .map(|(name, _)| name)
+        .collect()
+}
+
+/// llama.cpp's one-line system report (`CPU : SSE3 = 1 | ... | REPACK = 1 |`).
+#[allow(unsafe_code)]
+pub(crate) fn system_info() -> String {
+    // SAFETY: llama_print_system_info returns a pointer to a static NUL-terminated buffer that
+    // it fills on each call; we copy it at once. Calls are made from one thread at a time in
+    // practice (the report is read at start-up and by benchmarks), and the copy is immediate.
+    let p = unsafe { llama_cpp_sys_2::llama_print_system_info() };
+    if p.is_null() {
+        return String::new();
+    }
+    // SAFETY: non-null, NUL-terminated, valid until the next call (see above).
+    unsafe { CStr::from_ptr(p) }.to_string_lossy().trim().to_string()
+}
+
+/// The names of the CPU device's extra buffer types: the weight layouts its kernels may use
+/// besides plain host memory (`CPU_REPACK`; `AMX` when ggml-cpu was built with AMX and the
+/// CPU and kernel allow it).
+#[allow(unsafe_code)]
+pub(crate) fn cpu_extra_buffer_types() -> Vec<String> {
+    type GetExtraBufts = unsafe extern "C" fn(
+        llama_cpp_sys_2::ggml_backend_dev_t,
+    ) -> *mut llama_cpp_sys_2::ggml_backend_buffer_type_t;
+    let mut names = Vec::new();
+    // SAFETY: the registry calls take no pointers from us but a static C string; a null
+    // device or procedure (no CPU backend, an older ggml) is handled by returning no names.
+    let dev = unsafe { llama_cpp_sys_2::ggml_backend_dev_by_type(llama_cpp_sys_2::GGML_BACKEND_DEVICE_TYPE_CPU) };
+    if dev.is_null() {
+        return names;
+    }
+    // SAFETY: `dev` is a live device of the static registry.
+    let reg = unsafe { llama_cpp_sys_2::ggml_backend_dev_backend_reg(dev) };
+    if reg.is_null() {
+        return names;
+    }
+    // SAFETY: `reg` is live; the name is a NUL-terminated static string.
+    let proc = unsafe { llama_cpp_sys_2::ggml_backend_reg_get_proc_address(reg, c"ggml_backend_dev_get_extra_bufts".as_ptr()) };
+    if proc.is_null() {
+        return names;
+    }
+    // SAFETY: ggml-backend.h documents this procedure's type as
+    // `ggml_backend_buffer_type_t * (*)(ggml_backend_dev_t)`; a data and a function pointer
+    // have the same size on every platform llama.cpp supports.
+    let get: GetExtraBufts = unsafe { std::mem::transmute::<*mut c_void, GetExtraBufts>(proc) };
+    // SAFETY: it returns a static, null-terminated array of buffer types (ggml-cpu.cpp).
+    let mut p = unsafe { get(dev) };
+    while !p.is_null() {
+        // SAFETY: `p` points into that array, which ends with a null entry we stop at.
+        let buft = unsafe { *p };
+        if buft.is_null() {
+            break;
+        }
+        // SAFETY: a live buffer type; its name is a static NUL-terminated string.
+        let name = unsafe { llama_cpp_sys_2::ggml_backend_buft_name(buft) };
+        if !name.is_null() {
+            // SAFETY: non-null, NUL-terminated, static.
+            names.push(unsafe { CStr::from_ptr(name) }.to_string_lossy().into_owned());
+        }
+        // SAFETY: still inside the array: the current entry was not its terminator.
+        p = unsafe { p.add(1) };
+    }
+    names
 }
