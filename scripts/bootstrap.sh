@@ -121,12 +121,14 @@ fi
 
 # --- a llama.cpp built for other CPU options is built again -------------------------------
 # llama-cpp-sys-2 reruns when a GGML_* variable it saw changes, but a build made before these
-# options existed (an older checkout's -march=native) saw none; its CMake cache tells.
+# options existed (an older checkout's -march=native) saw none, and it never reruns for the
+# CMAKE_* flags of .cargo/config.toml; the build's CMake cache tells what it was built with.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME_DIR/target}"
+want_cflags="$(sed -n 's/^CMAKE_C_FLAGS_RELEASE = "\(.*\)"$/\1/p' "$ROOT/.cargo/config.toml")"
 for cache in "$CARGO_TARGET_DIR"/debug/build/llama-cpp-sys-2-*/out/build/CMakeCache.txt; do
     [ -f "$cache" ] || continue
     stale=""
-    grep -q -- '-march=native' "$cache" && stale="-march=native"
+    grep -qxF "CMAKE_C_FLAGS_RELEASE:STRING=$want_cflags" "$cache" || stale="CMAKE_C_FLAGS_RELEASE"
     for kv in $LLAMA_CPU_FLAGS; do
         grep -Eq "^${kv%%=*}(:[A-Z]+)?=${kv#*=}\$" "$cache" || stale="$stale ${kv%%=*}"
     done
