@@ -1,11 +1,12 @@
-//! `autodidact adapters`: the adapter registry. Every promoted adapter holds all updates
-//! promoted before it merged into one file (one generation), so rolling back to any earlier
-//! generation is promoting it again.
+//! `autodidact adapters`: the adapter registry (`autodidact_nightly::adapters`). Every promoted
+//! adapter holds all updates promoted before it merged into one file (one generation), so
+//! rolling back to any earlier generation is promoting it again.
 
 use std::process::ExitCode;
 
-use anyhow::{Result, bail};
-use autodidact_memory::{Adapter, AdapterStatus, Store, iso8601};
+use anyhow::Result;
+use autodidact_memory::{Adapter, Store, iso8601};
+use autodidact_nightly::adapters::{self, Rollback, generation};
 use clap::Subcommand;
 
 /// `autodidact adapters` subcommands.
@@ -43,46 +44,20 @@ pub fn run(cmd: AdaptersCmd) -> Result<ExitCode> {
             AdaptersCmd::List { db, .. } | AdaptersCmd::Promote { db, .. } | AdaptersCmd::Rollback { db } => db.clone(),
         };
         let store = Store::open(&db.unwrap_or_else(autodidact_memory::default_url)).await?;
-        let adapters = store.adapters().await?;
         match cmd {
-            AdaptersCmd::List { json, .. } => list(&adapters, json),
+            AdaptersCmd::List { json, .. } => list(&store.adapters().await?, json),
             AdaptersCmd::Promote { id, .. } => {
-                let a = find(&adapters, &id)?;
-                store.writer().set_adapter_status(&a.id, AdapterStatus::Promoted).await?.committed().await?;
-                println!("promoted {} (generation {})", a.id, generation(a));
+                let a = adapters::promote(&store, &id).await?;
+                println!("promoted {} (generation {})", a.id, generation(&a));
             }
-            AdaptersCmd::Rollback { .. } => {
-                let Some(current) = adapters.iter().find(|a| a.status == AdapterStatus::Promoted) else {
-                    bail!("no adapter is promoted: the base model is already served");
-                };
-                match &current.spec.parent_id {
-                    Some(parent) => {
-                        store.writer().set_adapter_status(parent, AdapterStatus::Promoted).await?.committed().await?;
-                        println!("rolled back from {} to {}", current.id, parent);
-                    }
-                    None => {
-                        store.writer().set_adapter_status(&current.id, AdapterStatus::Retired).await?.committed().await?;
-                        println!("rolled back from {} to the base model", current.id);
-                    }
-                }
-            }
+            AdaptersCmd::Rollback { .. } => match adapters::rollback(&store).await? {
+                Rollback { from, to: Some(parent) } => println!("rolled back from {from} to {parent}"),
+                Rollback { from, to: None } => println!("rolled back from {from} to the base model"),
+            },
         }
         store.close().await?;
         Ok(ExitCode::SUCCESS)
     })
-}
-
-fn generation(a: &Adapter) -> String {
-    a.spec.metrics["generation"].as_u64().map_or("-".into(), |g| g.to_string())
-}
-
-fn find<'a>(adapters: &'a [Adapter], id: &str) -> Result<&'a Adapter> {
-    let hits: Vec<&Adapter> = adapters.iter().filter(|a| a.id.starts_with(id)).collect();
-    match hits.as_slice() {
-        [one] => Ok(one),
-        [] => bail!("no adapter id starts with {id:?}; see `autodidact adapters list`"),
-        _ => bail!("{id:?} matches {} adapters; give more of the id", hits.len()),
-    }
 }
 
 fn list(adapters: &[Adapter], json: bool) {

@@ -102,7 +102,7 @@ async fn run_async(args: EvalArgs) -> Result<ExitCode> {
     let mut open = OpenOptions::default();
     open.llamacpp.threads = args.threads;
     let model = model::open(&ModelSpec::parse(&args.model)?, &open).await?;
-    let adapter_id = crate::adapters::apply(&args.adapter, &model, &store, args.json).await?;
+    let adapter_id = autodidact_nightly::adapters::apply(&args.adapter, &model, &store, |n| if !args.json { eprintln!("note: {n}") }).await?;
     let memory = MemoryLog { writer: store.writer(), store: store.clone() };
     // No memory_search tool: past runs hold answers, and scores must measure the model.
     let mut agent = Agent::new(model.clone(), sandbox.clone(), policy.clone())?.with_memory(memory).with_name("eval");

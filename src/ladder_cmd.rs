@@ -84,7 +84,7 @@ async fn run_async(args: LadderArgs) -> Result<ExitCode> {
     let mut open = OpenOptions::default();
     open.llamacpp.threads = args.threads;
     let model = model::open(&ModelSpec::parse(&args.model)?, &open).await?;
-    let adapter_id = crate::adapters::apply("promoted", &model, &store, args.json).await?;
+    let adapter_id = autodidact_nightly::adapters::apply("promoted", &model, &store, |n| if !args.json { eprintln!("note: {n}") }).await?;
     let memory = MemoryLog { writer: store.writer(), store: store.clone() };
     let agent = Arc::new(Agent::new(model.clone(), sandbox.clone(), policy)?.with_memory(memory).with_name("ladder"));
     let bar = indicatif::ProgressBar::new_spinner();

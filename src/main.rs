@@ -4,7 +4,6 @@
 //! argument parsing, progress display and output formatting. Each subcommand lives in its own
 //! module (`sandbox_cmd.rs`, ...). `anyhow` is used here and nowhere in the libraries.
 
-mod adapters;
 mod adapters_cmd;
 mod memory_cmd;
 mod nightly_cmd;
@@ -21,7 +20,6 @@ mod run_cmd;
 mod sandbox_cmd;
 mod serve;
 mod serve_cmd;
-mod toy;
 mod train_cmd;
 mod trainer_cmd;
 mod ttrl_cmd;

@@ -11,6 +11,8 @@
 //! - [`harness`]: runs a suite, stores every run and the eval record in memory.
 //! - [`ladder`]: LADDER variant trees, verified in the sandbox and solved in groups.
 //! - [`report`]: the self-contained HTML report with inline SVG plots.
+//! - [`toy`]: the online toy family: raw replies rewarded by a tiny evaluator, for online
+//!   training.
 
 pub mod builtin;
 pub mod gate;
@@ -19,6 +21,7 @@ pub mod ladder;
 pub mod passk;
 pub mod report;
 pub mod suite;
+pub mod toy;
 pub mod verify;
 
 mod error;

@@ -1,4 +1,5 @@
-//! `toy`: a built-in verifiable task family for `autodidact train --online --suite toy`.
+//! The online `toy` family: raw replies rewarded without the agent, for online training
+//! (`autodidact train --online --suite toy`, `nightly::train`).
 //!
 //! Small arithmetic (`Task: What is 14 + 95 - 8?`), answered either in answer tags
 //! (`<answer>101</answer>`) or in a ` ```repl ` block whose last line is the expression (or
@@ -9,9 +10,9 @@
 //! Rewards ([`reward`]): 1 for the right number through the protocol, 0.5 for the right number
 //! in another fenced block, 0.1 for a readable answer with the wrong number (format signals,
 //! so that fewer groups have all-equal rewards, which DAPO drops), 0 otherwise.
-//! There is no `evals` crate on this branch; when it arrives this family belongs there.
+//! The suite `toy` of [`crate::builtin`] asks the same kind of question through the agent.
 
-use autodidact_trainer::Rng;
+use crate::builtin::Rng;
 
 /// One toy task.
 #[derive(Debug, Clone, PartialEq)]
