@@ -18,7 +18,6 @@ mod report_cmd;
 mod generate_cmd;
 mod run_cmd;
 mod sandbox_cmd;
-mod serve;
 mod serve_cmd;
 mod train_cmd;
 mod trainer_cmd;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use crate::serve::{self, Config, Overrides};
+use autodidact_serve::{self as serve, Config, Overrides};
 
 /// `autodidact serve` arguments.
 #[derive(Args)]

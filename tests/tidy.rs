@@ -78,10 +78,12 @@ fn dependency_invariants_hold() {
     let forbidden: &[(&str, &[&str])] = &[
         ("autodidact-sandbox", &["*"]),
         ("autodidact-policies", &["*"]),
-        ("autodidact-memory", &["autodidact-sandbox", "autodidact-runtime", "autodidact-trainer", "autodidact-evals", "autodidact-nightly"]),
-        ("autodidact-trainer", &["autodidact-runtime", "autodidact-sandbox", "autodidact-evals", "autodidact-nightly"]),
-        ("autodidact-runtime", &["autodidact-trainer", "autodidact-evals", "autodidact-nightly"]),
-        ("autodidact-evals", &["autodidact-trainer", "autodidact-nightly"]),
+        ("autodidact-memory", &["autodidact-sandbox", "autodidact-runtime", "autodidact-trainer", "autodidact-evals", "autodidact-nightly", "autodidact-serve"]),
+        ("autodidact-trainer", &["autodidact-runtime", "autodidact-sandbox", "autodidact-evals", "autodidact-nightly", "autodidact-serve"]),
+        ("autodidact-runtime", &["autodidact-trainer", "autodidact-evals", "autodidact-nightly", "autodidact-serve"]),
+        ("autodidact-evals", &["autodidact-trainer", "autodidact-nightly", "autodidact-serve"]),
+        ("autodidact-nightly", &["autodidact-serve"]),
+        ("autodidact-serve", &["autodidact-trainer", "autodidact-nightly"]),
     ];
     for (name, _, internal, _) in workspace_crates() {
         for (rule_crate, banned) in forbidden {

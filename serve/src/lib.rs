@@ -1,4 +1,6 @@
-//! `autodidact serve`: long-lived agents behind an HTTP API (axum on tokio).
+//! `autodidact serve` as a library: long-lived agents behind an HTTP API (axum on tokio).
+//! [`start`] takes a [`Config`] (from [`Config::load`]: a TOML file, flag overrides, the token)
+//! and returns a [`Running`] server; the binary only parses flags and calls it.
 //!
 //! - `api.rs`: named agents, run submission, status, SSE events, cancel and re-queue,
 //!   `/status`, `/openapi.json` (the spec is the data file `openapi.json`).
@@ -10,12 +12,15 @@
 //! - `schedule.rs`: the cron clock that starts `nightly` as a child process, and the adapter
 //!   hot swap when it ends.
 //! - `viewer.rs` and `templates/`: the trajectory viewer at `/` (minijinja, a little JS).
+//! - [`bench`]: the service under load (`autodidact bench serve`).
 //!
 //! Security is deny-by-default: loopback unless a token is set, every route behind the
 //! bearer token when one is set, bounded bodies and contexts, and every error a JSON object.
 
 pub mod api;
+pub mod bench;
 pub mod config;
+mod error;
 pub mod openai;
 pub mod queue;
 pub mod schedule;
@@ -25,7 +30,6 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
 use autodidact_memory::Store;
 use autodidact_policies::Policy;
 use autodidact_runtime::model::{self, LanguageModel, ModelSpec, OpenOptions};
@@ -38,6 +42,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 pub use config::{Config, Overrides};
+pub use error::{Error, Result};
 
 pub use autodidact_memory::now_ms;
 
@@ -222,7 +227,7 @@ impl Running {
 
     /// Waits until the server has stopped.
     pub async fn wait(self) -> Result<()> {
-        self.done.await.context("the server task panicked")?
+        self.done.await.map_err(|e| Error::Invalid(format!("the server task panicked: {e}")))?
     }
 }
 
@@ -256,8 +261,8 @@ pub async fn start(config: Config, model: Option<Arc<dyn LanguageModel>>) -> Res
     if let Some(path) = &config.tools {
         tools.extend(autodidact_runtime::pytools::load(path)?);
     }
-    let listener = tokio::net::TcpListener::bind(config.bind).await.with_context(|| format!("cannot listen on {}", config.bind))?;
-    let addr = listener.local_addr()?;
+    let listener = tokio::net::TcpListener::bind(config.bind).await.map_err(|cause| Error::Net { what: format!("cannot listen on {}", config.bind), cause })?;
+    let addr = listener.local_addr().map_err(|cause| Error::Net { what: "cannot read the listening address".into(), cause })?;
     let (shutdown, _) = tokio::sync::watch::channel(false);
     let app = Arc::new(App {
         queue: queue::Queue::new(config.max_concurrent_runs),
@@ -286,7 +291,7 @@ pub async fn start(config: Config, model: Option<Arc<dyn LanguageModel>>) -> Res
             // Keep answering status requests while running runs drain.
             queue::drain(&drained).await;
         });
-        server.await.context("the HTTP server failed")?;
+        server.await.map_err(|cause| Error::Net { what: "the HTTP server failed".into(), cause })?;
         dispatcher.abort();
         a.store.flush().await?;
         Ok(())

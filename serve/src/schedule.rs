@@ -211,14 +211,14 @@ impl AdapterState {
 
 /// Loads the promoted adapter into the served model if it is not the active one. Returns the
 /// active adapter's id afterwards.
-pub async fn swap_promoted(app: &App) -> anyhow::Result<Option<String>> {
+pub async fn swap_promoted(app: &App) -> crate::Result<Option<String>> {
     let promoted = app.store.promoted_adapter().await?;
     let mut state = app.adapter.lock().await;
     let current = state.active.as_ref().map(|a| a.0.clone());
     if promoted.as_ref().map(|a| &a.id) == current.as_ref() {
         return Ok(current);
     }
-    let result: anyhow::Result<Option<(String, AdapterId)>> = async {
+    let result: crate::Result<Option<(String, AdapterId)>> = async {
         match &promoted {
             Some(a) => {
                 let handle = app.served.load_adapter(std::path::Path::new(&a.spec.path)).await?;

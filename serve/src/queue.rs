@@ -128,12 +128,12 @@ async fn execute(app: &Arc<App>, sub: Submission) {
     }
 }
 
-async fn run_submission(app: &Arc<App>, sub: &Submission) -> anyhow::Result<(Option<String>, Stop, Option<String>)> {
+async fn run_submission(app: &Arc<App>, sub: &Submission) -> crate::Result<(Option<String>, Stop, Option<String>)> {
     let agent = app
         .store
         .agent(&sub.agent)
         .await?
-        .ok_or_else(|| anyhow::anyhow!("the agent {:?} no longer exists", sub.agent))?;
+        .ok_or_else(|| crate::Error::Invalid(format!("the agent {:?} no longer exists", sub.agent)))?;
     let policy = if agent.policy.is_empty() {
         app.policy.clone()
     } else {

@@ -24,7 +24,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use crate::error::{Error, Result};
 use serde::Deserialize;
 
 use super::schedule::Cron;
@@ -145,8 +145,8 @@ impl Config {
     pub fn load(file: Option<&Path>, flags: Overrides, token: Option<String>) -> Result<Config> {
         let (fc, base) = match file {
             Some(path) => {
-                let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the config file {}", path.display()))?;
-                let fc: FileConfig = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                let text = std::fs::read_to_string(path).map_err(|cause| Error::ReadConfig { path: path.to_path_buf(), cause })?;
+                let fc: FileConfig = toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
                 (fc, path.parent().map(Path::to_path_buf).unwrap_or_default())
             }
             None => (FileConfig::default(), PathBuf::new()),
@@ -154,17 +154,17 @@ impl Config {
         let rel = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
         let d = Config::default();
         let bind_text = flags.bind.or(fc.bind).unwrap_or_else(|| DEFAULT_BIND.into());
-        let bind: SocketAddr = bind_text.parse().with_context(|| format!("--bind {bind_text:?} is not an address like 127.0.0.1:8420"))?;
+        let bind: SocketAddr = bind_text.parse().map_err(|e| Error::Config(format!("--bind {bind_text:?} is not an address like 127.0.0.1:8420: {e}")))?;
         let policy = flags.policy.or(fc.policy.map(rel));
         let schedule = match fc.schedule {
             None => None,
             Some(s) => {
-                let cron = Cron::parse(&s.nightly).map_err(|e| anyhow::anyhow!("[schedule] nightly = {:?}: {e}", s.nightly))?;
+                let cron = Cron::parse(&s.nightly).map_err(|e| Error::Config(format!("[schedule] nightly = {:?}: {e}", s.nightly)))?;
                 let command = match s.command {
-                    Some(c) if c.is_empty() => bail!("[schedule] command is an empty list"),
+                    Some(c) if c.is_empty() => return Err(bail("[schedule] command is an empty list")),
                     Some(c) => c,
                     None => {
-                        let exe = std::env::current_exe().context("cannot find this program to start `nightly`")?;
+                        let exe = std::env::current_exe().map_err(|e| Error::Config(format!("cannot find this program to start `nightly`: {e}")))?;
                         let mut c = vec![exe.display().to_string(), "nightly".into()];
                         if let Some(p) = &policy {
                             c.extend(["--policy".into(), p.display().to_string()]);
@@ -201,25 +201,32 @@ impl Config {
     /// Refuses settings that would be unsafe or useless.
     pub fn check(&self) -> Result<()> {
         if self.max_concurrent_runs == 0 {
-            bail!("max_concurrent_runs must be at least 1");
+            return Err(bail("max_concurrent_runs must be at least 1"));
         }
         if self.max_body_bytes < 1024 {
-            bail!("max_body_bytes must be at least 1024");
+            return Err(bail("max_body_bytes must be at least 1024"));
         }
         if self.max_chat_tokens == 0 || self.max_context_chars == 0 {
-            bail!("max_chat_tokens and max_context_chars must be at least 1");
+            return Err(bail("max_chat_tokens and max_context_chars must be at least 1"));
         }
         if !self.bind.ip().is_loopback() {
             match &self.token {
-                None => bail!(
-                    "binding the non-loopback address {} needs a bearer token: set AUTODIDACT_TOKEN (16 characters or more); \
-                     every request must then send `Authorization: Bearer <token>`",
-                    self.bind
-                ),
-                Some(t) if t.chars().count() < 16 => bail!("AUTODIDACT_TOKEN is too short: use 16 characters or more"),
+                None => {
+                    return Err(Error::Config(format!(
+                        "binding the non-loopback address {} needs a bearer token: set AUTODIDACT_TOKEN (16 characters or more); \
+                         every request must then send `Authorization: Bearer <token>`",
+                        self.bind
+                    )));
+                }
+                Some(t) if t.chars().count() < 16 => return Err(bail("AUTODIDACT_TOKEN is too short: use 16 characters or more")),
                 Some(_) => {}
             }
         }
         Ok(())
     }
+}
+
+/// A configuration error with a fixed text.
+fn bail(msg: &str) -> Error {
+    Error::Config(msg.to_owned())
 }
