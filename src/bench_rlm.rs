@@ -16,7 +16,7 @@ use autodidact_sandbox::{Sandbox, SandboxConfig};
 use clap::Args;
 use serde_json::json;
 
-use crate::bench_cmd::median;
+use crate::stats::median;
 
 /// Arguments of `autodidact bench rlm`.
 #[derive(Args)]

@@ -19,6 +19,7 @@ mod generate_cmd;
 mod run_cmd;
 mod sandbox_cmd;
 mod serve_cmd;
+mod stats;
 mod train_cmd;
 mod trainer_cmd;
 mod ttrl_cmd;

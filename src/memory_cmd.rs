@@ -1,17 +1,13 @@
 //! `autodidact memory ...`: look into the trajectory store, export it for trainers, and prove
 //! it durable (`stress`, `verify`) and fast (`bench`).
 
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::fs::File;
+use std::io::BufWriter;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::Arc;
 
-use anyhow::{Context, bail};
-use autodidact_memory::{
-    DocKind, ExportFormat, NewRun, NewStep, NewTask, RunEnd, RunStatus, SearchFilters, Split,
-    StepKind, Store, StoreOptions,
-};
+use anyhow::Context;
+use autodidact_memory::{DocKind, ExportFormat, SearchFilters, Split, Store, StoreOptions};
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -285,121 +281,15 @@ async fn run_async(cmd: MemoryCmd) -> anyhow::Result<std::process::ExitCode> {
     }
 }
 
-fn stress_step(i: u64) -> NewStep {
-    let kind = match i % 3 {
-        0 => StepKind::ModelTurn,
-        1 => StepKind::CodeCell,
-        _ => StepKind::ToolCall,
-    };
-    NewStep {
-        stdout: format!("{}\n", i * 7),
-        prompt_tokens: 40,
-        completion_tokens: 12,
-        latency_us: 900,
-        ..NewStep::new(
-            kind,
-            format!("x = {i} * 7\nprint(x)"),
-            format!("step {i} output"),
-        )
-    }
-}
-
 async fn stress(db: &str, writers: usize, runs: u64, ack_log: &Path) -> anyhow::Result<()> {
     let store = open(db, false).await?;
-    let log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(ack_log)
-        .with_context(|| format!("opening the ack log {}", ack_log.display()))?;
-    let log = Arc::new(Mutex::new(log));
-    let w = store.writer();
-    let task_id = w
-        .add_task(NewTask {
-            family: "stress".into(),
-            prompt: "Durability load: compute multiples of seven.".into(),
-            context_ref: None,
-            answer_spec: json!({"kind": "none"}),
-            split: Split::Train,
-            parent_id: None,
-            difficulty: None,
-            source: "memory stress".into(),
-        })
-        .await?
-        .committed()
-        .await?;
     let pb = bar(runs * writers as u64, "acknowledged runs");
-    let mut tasks = Vec::new();
-    for _ in 0..writers {
-        let (w, log, pb, task_id) = (w.clone(), log.clone(), pb.clone(), task_id.clone());
-        tasks.push(tokio::spawn(async move {
-            for _ in 0..runs {
-                let (run, _) = w
-                    .begin_run(NewRun {
-                        task_id: task_id.clone(),
-                        agent: "stress".into(),
-                        model_id: "none".into(),
-                        adapter_id: None,
-                        policy_hash: "stress".into(),
-                    })
-                    .await?;
-                for i in 0..10 {
-                    let _ = run.step(stress_step(i)).await?;
-                }
-                let end = RunEnd {
-                    status: RunStatus::Answered,
-                    end_reason: None,
-                    final_answer: Some("63".into()),
-                    reward: Some(1.0),
-                    prompt_tokens: 400,
-                    completion_tokens: 120,
-                };
-                run.finish(end).await?.committed().await?;
-                let id = run.id().to_owned();
-                let log = log.clone();
-                tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-                    let mut f = log.lock().expect("the ack log lock");
-                    f.write_all(format!("{id}\n").as_bytes())?;
-                    f.sync_data()
-                })
-                .await??;
-                pb.inc(1);
-            }
-            anyhow::Ok(())
-        }));
-    }
-    for t in tasks {
-        t.await??;
-    }
+    let tick = pb.clone();
+    autodidact_memory::load::stress(&store, writers, runs, ack_log, Arc::new(move || tick.inc(1))).await?;
     pb.finish_and_clear();
     store.close().await?;
-    eprintln!(
-        "stress: {} runs of 10 steps acknowledged",
-        runs * writers as u64
-    );
+    eprintln!("stress: {} runs of 10 steps acknowledged", runs * writers as u64);
     Ok(())
-}
-
-/// Run ids in an ack log. A last line without its newline was cut by a kill before its fsync
-/// finished, so it was never acknowledged and is ignored.
-fn read_ack_log(path: &Path) -> anyhow::Result<Vec<String>> {
-    let f = File::open(path).with_context(|| format!("reading the ack log {}", path.display()))?;
-    let mut ids = Vec::new();
-    let mut r = BufReader::new(f);
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if r.read_line(&mut line)? == 0 {
-            break;
-        }
-        if !line.ends_with('\n') {
-            break;
-        }
-        let id = line.trim();
-        if !id.is_empty() {
-            ids.push(id.to_owned());
-        }
-    }
-    Ok(ids)
 }
 
 async fn verify(
@@ -408,7 +298,7 @@ async fn verify(
     json: bool,
 ) -> anyhow::Result<std::process::ExitCode> {
     let acked = match ack_log {
-        Some(p) => read_ack_log(p)?,
+        Some(p) => autodidact_memory::load::read_ack_log(p)?,
         None => Vec::new(),
     };
     let report = match open(db, false).await {
@@ -451,58 +341,7 @@ async fn verify(
     })
 }
 
-/// A small deterministic generator, so benchmark data is the same on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    /// Roughly Zipf-distributed index below `n`: frequent words are frequent.
-    fn zipf(&mut self, n: usize) -> usize {
-        let u = (self.next() >> 11) as f64 / (1u64 << 53) as f64;
-        ((n as f64).powf(u) as usize).saturating_sub(1).min(n - 1)
-    }
-}
-
-fn vocabulary() -> Vec<String> {
-    const SYL: [&str; 20] = [
-        "ka", "lo", "mi", "nu", "pe", "ra", "si", "to", "va", "ze", "bri", "cor", "dan", "fel",
-        "gus", "hil", "jor", "kel", "mon", "tur",
-    ];
-    let mut v = Vec::new();
-    for a in SYL {
-        for b in SYL {
-            for c in ["", "x", "n", "s", "ta"] {
-                v.push(format!("{a}{b}{c}"));
-            }
-        }
-    }
-    v
-}
-
-fn sentence(rng: &mut Rng, vocab: &[String], words: usize) -> String {
-    let mut s = String::new();
-    for i in 0..words {
-        if i > 0 {
-            s.push(' ');
-        }
-        s.push_str(&vocab[rng.zipf(vocab.len())]);
-    }
-    s
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
+/// The total size of the files under `p` (or of the file `p`).
 fn dir_bytes(p: &Path) -> u64 {
     let Ok(rd) = std::fs::read_dir(p) else {
         return std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
@@ -510,22 +349,12 @@ fn dir_bytes(p: &Path) -> u64 {
     rd.flatten()
         .map(|e| {
             let path = e.path();
-            if path.is_dir() {
-                dir_bytes(&path)
-            } else {
-                e.metadata().map(|m| m.len()).unwrap_or(0)
-            }
+            if path.is_dir() { dir_bytes(&path) } else { e.metadata().map(|m| m.len()).unwrap_or(0) }
         })
         .sum()
 }
 
 async fn bench(as_json: bool, steps: u64, db: Option<String>) -> anyhow::Result<()> {
-    const CHUNK: u64 = 50_000;
-    const STEPS_PER_RUN: u64 = 10;
-    const QUERIES: usize = 300;
-    if steps < STEPS_PER_RUN {
-        bail!("--steps must be at least {STEPS_PER_RUN}");
-    }
     let base = autodidact_memory::home_dir().join("bench");
     std::fs::create_dir_all(&base).with_context(|| format!("creating {}", base.display()))?;
     let tmp = tempfile::tempdir_in(&base)?;
@@ -533,138 +362,15 @@ async fn bench(as_json: bool, steps: u64, db: Option<String>) -> anyhow::Result<
     let mut opts = StoreOptions::new(&url);
     opts.index_dir = Some(tmp.path().join("bench.index"));
     let store = Store::open_with(opts).await?;
-    let w = store.writer();
-    let vocab = vocabulary();
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-    let task_id = w
-        .add_task(NewTask {
-            family: "bench".into(),
-            prompt: "Benchmark task".into(),
-            context_ref: None,
-            answer_spec: json!(null),
-            split: Split::Train,
-            parent_id: None,
-            difficulty: None,
-            source: "memory bench".into(),
-        })
-        .await?
-        .committed()
-        .await?;
-
     let pb = bar(steps, "ingesting steps");
     if as_json {
         pb.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
-    let mut rates = Vec::new();
-    let mut ingest_secs = 0.0;
-    let mut written = 0u64;
-    while written < steps {
-        let chunk = CHUNK.min(steps - written);
-        let runs = chunk.div_ceil(STEPS_PER_RUN);
-        // Make the data first, so that the timing is the store's alone.
-        let data: Vec<Vec<NewStep>> = (0..runs)
-            .map(|_| {
-                (0..STEPS_PER_RUN)
-                    .map(|i| {
-                        let kind = if i % 2 == 0 {
-                            StepKind::ModelTurn
-                        } else {
-                            StepKind::CodeCell
-                        };
-                        NewStep {
-                            stdout: sentence(&mut rng, &vocab, 6),
-                            prompt_tokens: 120,
-                            completion_tokens: 30,
-                            latency_us: 2_000,
-                            ..NewStep::new(
-                                kind,
-                                sentence(&mut rng, &vocab, 12),
-                                sentence(&mut rng, &vocab, 8),
-                            )
-                        }
-                    })
-                    .collect()
-            })
-            .collect();
-        let t0 = Instant::now();
-        let mut acks = Vec::with_capacity(runs as usize);
-        for run_steps in data {
-            let (run, _) = w
-                .begin_run(NewRun {
-                    task_id: task_id.clone(),
-                    agent: "bench".into(),
-                    model_id: "none".into(),
-                    adapter_id: None,
-                    policy_hash: "bench".into(),
-                })
-                .await?;
-            for s in run_steps {
-                let _ = run.step(s).await?;
-            }
-            let end = RunEnd {
-                status: RunStatus::Answered,
-                end_reason: None,
-                final_answer: Some("42".into()),
-                reward: Some(1.0),
-                prompt_tokens: 1200,
-                completion_tokens: 300,
-            };
-            acks.push(run.finish(end).await?);
-        }
-        for a in acks {
-            a.committed().await?;
-        }
-        let secs = t0.elapsed().as_secs_f64();
-        ingest_secs += secs;
-        rates.push((runs * STEPS_PER_RUN) as f64 / secs);
-        written += runs * STEPS_PER_RUN;
-        pb.set_position(written.min(steps));
-    }
+    let tick = pb.clone();
+    let mut report = autodidact_memory::load::bench(&store, steps, &mut move |n| tick.set_position(n)).await?;
     pb.finish_and_clear();
-    let t_index = Instant::now();
-    store.flush().await?;
-    let index_flush_s = t_index.elapsed().as_secs_f64();
-    // Merge the index into one segment per search thread before searching, as maintenance
-    // after a bulk load would; its cost is reported, not hidden.
-    let t_merge = Instant::now();
-    store.compact_index().await?;
-    let index_merge_s = t_merge.elapsed().as_secs_f64();
-
-    // Search: two-word queries drawn like the corpus, after a short warm-up.
-    let mut lat = Vec::with_capacity(QUERIES);
-    let mut hits_total = 0usize;
-    for q in 0..(QUERIES + 20) {
-        let query = sentence(&mut rng, &vocab, 2);
-        let t = Instant::now();
-        let hits = store.search(&query, &SearchFilters::default(), 10).await?;
-        let ms = t.elapsed().as_secs_f64() * 1000.0;
-        if q >= 20 {
-            lat.push(ms);
-            hits_total += hits.len();
-        }
-    }
-    lat.sort_by(|a, b| a.total_cmp(b));
-    let mut sorted_rates = rates.clone();
-    sorted_rates.sort_by(|a, b| a.total_cmp(b));
-    let report = json!({
-        "backend": store.backend(),
-        "steps": written,
-        "runs": written / STEPS_PER_RUN,
-        "ingest_steps_per_s": percentile(&sorted_rates, 0.5).round(),
-        "ingest_overall_steps_per_s": (written as f64 / ingest_secs).round(),
-        "ingest_chunks": rates.len(),
-        "index_flush_s": (index_flush_s * 1000.0).round() / 1000.0,
-        "index_merge_s": (index_merge_s * 1000.0).round() / 1000.0,
-        "indexed_docs": store.indexed_docs(),
-        "index_segments": store.index_segments(),
-        "search_queries": QUERIES,
-        "search_k": 10,
-        "search_mean_hits": hits_total as f64 / QUERIES as f64,
-        "search_p50_ms": (percentile(&lat, 0.5) * 1000.0).round() / 1000.0,
-        "search_p99_ms": (percentile(&lat, 0.99) * 1000.0).round() / 1000.0,
-        "db_bytes": dir_bytes(&tmp.path().join("bench.db")) + dir_bytes(&tmp.path().join("bench.db-wal")),
-        "index_bytes": dir_bytes(&tmp.path().join("bench.index")),
-    });
+    report["db_bytes"] = json!(dir_bytes(&tmp.path().join("bench.db")) + dir_bytes(&tmp.path().join("bench.db-wal")));
+    report["index_bytes"] = json!(dir_bytes(&tmp.path().join("bench.index")));
     store.close().await?;
     if as_json {
         println!("{report}");

@@ -11,6 +11,8 @@ use autodidact_sandbox::{Cell, Limits, Sandbox, SandboxConfig, Status, ToolSet};
 use clap::{Args, Subcommand};
 use serde_json::json;
 
+use crate::stats::median;
+
 /// Sandbox subcommands.
 #[derive(Subcommand)]
 pub enum SandboxCmd {
@@ -219,11 +221,6 @@ fn repl(limits: LimitArgs) -> Result<ExitCode> {
             session = sandbox.session(limits.clone(), ToolSet::new())?;
         }
     }
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs[xs.len() / 2]
 }
 
 fn rss_mb() -> f64 {

@@ -18,6 +18,8 @@
 //!   resolves once the write is **committed**.
 //! - [`Error`] is the one error type; a model's mistakes are data (a step's `error`), never
 //!   an `Error`.
+//! - [`load`] holds the synthetic workloads of `memory bench` (ingest, then search) and
+//!   `memory stress` (acknowledged runs a kill must not lose).
 //!
 //! # Why it is built this way
 //!
@@ -71,6 +73,7 @@
 mod error;
 mod export;
 mod index;
+pub mod load;
 mod nightly;
 mod serve;
 mod store;

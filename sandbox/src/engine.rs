@@ -12,10 +12,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use wasmtime::{Config, Engine, InstancePre, Module};
+use wasmtime::{Config, Engine, Module};
 
+use crate::compiled::Compiled;
 use crate::config::{Limits, SandboxConfig};
-use crate::host::{self, HostState};
+use crate::host;
 use crate::pool::WASM_STACK;
 use crate::session::Session;
 use crate::tools::ToolSet;
@@ -29,16 +30,9 @@ const BOOTSTRAP: &str = "run `scripts/bootstrap.sh` (or `make bootstrap`) to fet
 /// A compiled CPython-WASI module ready to start sessions. Cheap to clone.
 #[derive(Clone)]
 pub struct Sandbox {
-    pub(crate) inner: Arc<SandboxInner>,
+    pub(crate) inner: Arc<Compiled>,
 }
 
-pub(crate) struct SandboxInner {
-    pub engine: Engine,
-    pub pre: InstancePre<HostState>,
-    pub stdlib_dir: PathBuf,
-    pub fuel: bool,
-    pub module_load: Duration,
-}
 
 impl std::fmt::Debug for Sandbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -111,7 +105,7 @@ impl Sandbox {
         let pre = linker.instantiate_pre(&module).map_err(instantiate)?;
         start_epoch_ticker(&engine);
         Ok(Sandbox {
-            inner: Arc::new(SandboxInner {
+            inner: Arc::new(Compiled {
                 engine,
                 pre,
                 stdlib_dir: config.stdlib_dir.clone(),
@@ -145,7 +139,7 @@ impl Sandbox {
     /// Starts a session: a fresh interpreter with its own globals, under `limits`, able to
     /// call `tools`.
     pub fn session(&self, limits: Limits, tools: ToolSet) -> Result<Session, Error> {
-        Session::start(self, limits, tools)
+        Session::start(&self.inner, limits, tools)
     }
 }
 

@@ -34,6 +34,7 @@
 
 #![deny(missing_docs)]
 
+mod compiled;
 mod config;
 mod engine;
 mod host;

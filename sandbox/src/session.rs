@@ -9,7 +9,7 @@ use wasmtime::{Memory, Store, Trap, TypedFunc, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
 use crate::config::{Limit, Limits};
-use crate::engine::Sandbox;
+use crate::compiled::Compiled;
 use crate::host::{Capture, CellState, HostState, MemoryCap, SandboxClock};
 use crate::pool;
 use crate::tools::ToolSet;
@@ -104,8 +104,7 @@ impl std::fmt::Debug for Session {
 }
 
 impl Session {
-    pub(crate) fn start(sandbox: &Sandbox, limits: Limits, tools: ToolSet) -> Result<Session, Error> {
-        let sb = &sandbox.inner;
+    pub(crate) fn start(sb: &Compiled, limits: Limits, tools: ToolSet) -> Result<Session, Error> {
         let instantiate = |e: wasmtime::Error| Error::Instantiate(format!("{e:#}"));
         let limits = Arc::new(limits);
         let stdout = Capture::new(limits.stdout_bytes);
