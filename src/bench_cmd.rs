@@ -16,12 +16,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use autodidact_runtime::model::llamacpp::{LlamaCppConfig, LlamaCppModel};
-use autodidact_runtime::model::{LanguageModel, Message, ModelSpec, Sampling};
+use autodidact_runtime::model::ModelSpec;
+use autodidact_runtime::model::llamacpp::bench;
 use clap::{Args, Subcommand};
 use serde_json::json;
-
-use crate::stats::median;
 
 /// Benchmark subcommands.
 #[derive(Subcommand)]
@@ -88,103 +86,31 @@ pub fn run(cmd: BenchCmd) -> anyhow::Result<std::process::ExitCode> {
 }
 
 
-const PROMPT_TOKENS: usize = 512;
-const GEN_TOKENS: usize = 128;
-const GROUP: usize = 8;
-/// Words in the long prompt: about 1,500 tokens with SmolLM2's tokenizer.
-const LONG_PROMPT_WORDS: usize = 1_450;
-
 async fn bench_model(args: ModelArgs) -> anyhow::Result<std::process::ExitCode> {
     let ModelSpec::Gguf(path) = ModelSpec::parse(&args.model)? else {
         bail!("bench model measures in-process GGUF models; {} is not one", args.model);
     };
-    let runs = args.runs.max(1);
-    let config = LlamaCppConfig {
-        path: path.clone(),
-        threads: args.threads,
-        flash_attention: !args.no_flash_attention,
-        ..LlamaCppConfig::default()
-    };
-    let model = LlamaCppModel::load(config).await?;
-    let threads = model.info().threads;
-    let weight_buffers = model.info().weight_buffers.clone();
-
-    let msgs = [Message::user("Write a long story about a lighthouse keeper.")];
-    let long_text: Vec<&str> =
-        ["the", "keeper", "climbed", "old", "stairs", "at", "dusk", "and", "lit", "lamp"]
-            .iter()
-            .copied()
-            .cycle()
-            .take(LONG_PROMPT_WORDS)
-            .collect();
-    let long = [Message::user(format!("{}\n\nContinue this story.", long_text.join(" ")))];
-    // Exactly GEN_TOKENS per sequence: end-of-generation is held back (budget forcing).
-    let sampling = Sampling {
-        min_new_tokens: GEN_TOKENS,
-        ..Sampling::seeded(1.0, 1, GEN_TOKENS)
-    };
-    let (mut pp, mut g1, mut g8, mut l1, mut l8) = (vec![], vec![], vec![], vec![], vec![]);
-    let mut long_tokens = 0;
-    for run in 0..=runs {
-        let pp_ms = model.prefill_ms(PROMPT_TOKENS).await?;
-        let one = model.chat(&msgs, &sampling).await?;
-        let group = model.chat_group(&msgs, GROUP, &sampling).await?;
-        let long_one = model.chat(&long, &sampling).await?;
-        let long_group = model.chat_group(&long, GROUP, &sampling).await?;
-        if run == 0 {
-            continue; // warm-up
-        }
-        long_tokens = long_one.usage.prompt_tokens;
-        pp.push(PROMPT_TOKENS as f64 / (pp_ms / 1e3));
-        g1.push(tok_s(std::slice::from_ref(&one)));
-        g8.push(tok_s(&group));
-        l1.push(tok_s(std::slice::from_ref(&long_one)));
-        l8.push(tok_s(&long_group));
-    }
-    drop(model);
-    let (pp, g1, g8) = (median(pp), median(g1), median(g8));
-    let (l1, l8) = (median(l1), median(l8));
-    let mut report = json!({
-        "model": path.display().to_string(),
-        "threads": threads,
-        "runs": runs,
-        "flash_attention": !args.no_flash_attention,
-        "prompt_tok_s": round(pp),
-        "gen_tok_s_1": round(g1),
-        "gen_tok_s_8": round(g8),
-        "group_speedup": round3(g8 / g1),
-        "group_vs_prefill": round3(g8 / pp),
-        "long_prompt_tokens": long_tokens,
-        "gen_tok_s_1_long": round(l1),
-        "gen_tok_s_8_long": round(l8),
-        "group_speedup_long": round3(l8 / l1),
-    });
-    // The figures depend on the CPU: say which instruction sets llama.cpp uses and this CPU has.
-    let cpu = autodidact_runtime::model::llamacpp::cpu::report();
-    report["cpu_model"] = json!(cpu_model_name());
-    report["llama_isa"] = json!(cpu.compiled);
-    report["cpu_isa"] = json!(cpu.cpu);
-    report["weight_buffers"] = json!(weight_buffers);
+    let mut report = bench::measure(&path, args.threads, args.runs, !args.no_flash_attention).await?;
+    let (pp, g1) = (report["prompt_tok_s"].as_f64().unwrap_or(f64::NAN), report["gen_tok_s_1"].as_f64().unwrap_or(f64::NAN));
     let native = args.native.clone().unwrap_or_else(default_native);
     if native.exists() {
         let out = std::process::Command::new(&native)
             .arg(&path)
-            .arg(threads.to_string())
-            .arg(runs.to_string())
+            .arg(report["threads"].to_string())
+            .arg(report["runs"].to_string())
             .arg(if args.no_flash_attention { "0" } else { "1" })
             .output()
             .with_context(|| format!("running {}", native.display()))?;
         if !out.status.success() {
             bail!("{} failed: {}", native.display(), String::from_utf8_lossy(&out.stderr));
         }
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
-            .with_context(|| format!("{} printed no JSON", native.display()))?;
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).with_context(|| format!("{} printed no JSON", native.display()))?;
         let npp = v["pp512_tok_s"].as_f64().unwrap_or(f64::NAN);
         let ntg = v["tg128_tok_s"].as_f64().unwrap_or(f64::NAN);
-        report["native_pp512_tok_s"] = json!(round(npp));
-        report["native_tg128_tok_s"] = json!(round(ntg));
-        report["prompt_vs_native"] = json!(round3(pp / npp));
-        report["gen_vs_native"] = json!(round3(g1 / ntg));
+        report["native_pp512_tok_s"] = json!(bench::round1(npp));
+        report["native_tg128_tok_s"] = json!(bench::round1(ntg));
+        report["prompt_vs_native"] = json!(bench::round3(pp / npp));
+        report["gen_vs_native"] = json!(bench::round3(g1 / ntg));
     } else {
         report["native"] = json!(format!("not built ({}); run make bench-native", native.display()));
     }
@@ -200,31 +126,9 @@ async fn bench_model(args: ModelArgs) -> anyhow::Result<std::process::ExitCode> 
     Ok(std::process::ExitCode::SUCCESS)
 }
 
-/// Aggregate generation speed of completions decoded together.
-fn tok_s(completions: &[autodidact_runtime::model::Completion]) -> f64 {
-    let tokens: usize = completions.iter().map(|c| c.usage.completion_tokens).sum();
-    tokens as f64 / (completions[0].timings.generation_ms / 1e3)
-}
-
 fn default_native() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| autodidact_runtime::model::autodidact_home().join("target"));
     target.join("native").join("llama-bench-lite")
-}
-
-/// The CPU's model name from `/proc/cpuinfo`, or "unknown".
-fn cpu_model_name() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split_once(':')).map(|(_, v)| v.trim().to_string()))
-        .unwrap_or_else(|| "unknown".into())
-}
-
-fn round(x: f64) -> f64 {
-    (x * 10.0).round() / 10.0
-}
-
-fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
 }

@@ -11,8 +11,6 @@ use autodidact_sandbox::{Cell, Limits, Sandbox, SandboxConfig, Status, ToolSet};
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use crate::stats::median;
-
 /// Sandbox subcommands.
 #[derive(Subcommand)]
 pub enum SandboxCmd {
@@ -223,69 +221,8 @@ fn repl(limits: LimitArgs) -> Result<ExitCode> {
     }
 }
 
-fn rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 fn bench(as_json: bool) -> Result<ExitCode> {
-    let config = SandboxConfig::from_env();
-    let sandbox = open(false)?;
-    // Module load: deserialize the cached module in a fresh engine, several times.
-    let loads: Vec<f64> = (0..5)
-        .map(|_| Sandbox::open_uncached_for_bench(&config).map(|s| s.module_load_time().as_secs_f64() * 1e3))
-        .collect::<Result<_, _>>()?;
-    let sb = sandbox.clone();
-    let (fresh, cells) = autodidact_sandbox::on_guest_thread(move || -> Result<_> {
-        // A fresh session, started and through its first trivial cell.
-        let mut fresh = Vec::new();
-        for _ in 0..50 {
-            let t = Instant::now();
-            let mut s = sb.session(Limits::default(), ToolSet::new())?;
-            s.exec("pass")?;
-            fresh.push(t.elapsed().as_secs_f64() * 1e3);
-            drop(s);
-        }
-        let mut s = sb.session(Limits::default(), ToolSet::new())?;
-        s.exec("pass")?;
-        let mut cells = Vec::new();
-        for _ in 0..500 {
-            let t = Instant::now();
-            s.exec("pass")?;
-            cells.push(t.elapsed().as_secs_f64() * 1e6);
-        }
-        Ok((fresh, cells))
-    })?;
-    // The same trivial cell from an ordinary thread: includes the hand-off to a guest thread.
-    let mut s = sandbox.session(Limits::default(), ToolSet::new())?;
-    let mut handoff = Vec::new();
-    for _ in 0..200 {
-        let t = Instant::now();
-        s.exec("pass")?;
-        handoff.push(t.elapsed().as_secs_f64() * 1e6);
-    }
-    drop(s);
-    let before = rss_mb();
-    let mut idle = Vec::new();
-    for _ in 0..100 {
-        let mut s = sandbox.session(Limits::default(), ToolSet::new())?;
-        s.exec("x = 1")?;
-        idle.push(s);
-    }
-    let with_100 = rss_mb();
-    drop(idle);
-    let result = json!({
-        "fresh_session_ms": median(fresh),
-        "cell_overhead_us": median(cells),
-        "cell_overhead_handoff_us": median(handoff),
-        "module_load_ms": median(loads),
-        "sessions_100_rss_mb": with_100,
-        "sessions_100_added_rss_mb": with_100 - before,
-    });
+    let result = autodidact_sandbox::bench::measure(&open(false)?, &SandboxConfig::from_env())?;
     if as_json {
         println!("{result}");
     } else {

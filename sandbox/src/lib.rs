@@ -34,6 +34,7 @@
 
 #![deny(missing_docs)]
 
+pub mod bench;
 mod compiled;
 mod config;
 mod engine;

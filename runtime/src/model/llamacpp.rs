@@ -21,6 +21,7 @@
 //! **Log-probs are computed by one function** (`sampler::log_z`) when sampling and when
 //! scoring, from the raw logits, so `score` reproduces the sampling log-probs.
 
+pub mod bench;
 pub mod cpu;
 mod ffi;
 
