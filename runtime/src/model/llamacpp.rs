@@ -21,11 +21,14 @@
 //! **Log-probs are computed by one function** (`sampler::log_z`) when sampling and when
 //! scoring, from the raw logits, so `score` reproduces the sampling log-probs.
 
+mod batch;
 pub mod bench;
 pub mod cpu;
 mod ffi;
 
-use std::collections::BTreeMap;
+pub use batch::KvState;
+
+use std::collections::{BTreeMap, VecDeque};
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::{OnceLock, mpsc};
@@ -44,7 +47,7 @@ use tokio::sync::oneshot;
 use super::sampler::{self, Rng, Scratch};
 use super::template::{CHATML, ChatTemplate};
 use super::{
-    AdapterId, Completion, FinishReason, LanguageModel, Message, Sampling, Timings, Usage,
+    AdapterId, Completion, LanguageModel, Message, Sampling,
     check_prompt, check_request,
 };
 use crate::{Error, Result};
@@ -56,9 +59,12 @@ pub struct LlamaCppConfig {
     pub path: PathBuf,
     /// Threads for llama.cpp's math; `None`: all available cores.
     pub threads: Option<usize>,
-    /// Context size in tokens, shared by the sequences of a group; 0: the model's own.
+    /// The longest sequence in tokens (prompt and reply); 0: the model's own training context.
     pub n_ctx: u32,
-    /// The most sequences decoded together; larger groups run in several rounds.
+    /// KV cells shared by every sequence decoded at once and every prefix kept for reuse;
+    /// 0: twice `n_ctx`.
+    pub kv_cells: u32,
+    /// The most sequences decoded together, across all requests; more wait for a free place.
     pub max_group: u32,
     /// Tokens per `llama_decode` call for prompts (logical batch).
     pub n_batch: u32,
@@ -77,6 +83,7 @@ impl Default for LlamaCppConfig {
             path: super::smollm2_path(),
             threads: None,
             n_ctx: 8192,
+            kv_cells: 0,
             max_group: 16,
             n_batch: 2048,
             flash_attention: true,
@@ -91,8 +98,10 @@ pub struct ModelInfo {
     pub path: PathBuf,
     /// Vocabulary size.
     pub n_vocab: usize,
-    /// Context size in use.
+    /// The longest sequence in tokens.
     pub n_ctx: u32,
+    /// KV cells shared by all sequences.
+    pub kv_cells: u32,
     /// Threads llama.cpp uses.
     pub threads: usize,
     /// `general.architecture`.
@@ -132,6 +141,7 @@ enum Job {
     Tokenize { messages: Vec<Message>, completion: String, reply: Reply<(Vec<u32>, Vec<u32>)> },
     Embed { text: String, reply: Reply<Vec<f32>> },
     Prefill { n_tokens: usize, reply: Reply<f64> },
+    KvState { reply: Reply<KvState> },
     LoadAdapter { path: PathBuf, reply: Reply<AdapterId> },
     SetAdapter { adapter: Option<(AdapterId, f32)>, reply: Reply<()> },
     UnloadAdapter { adapter: AdapterId, reply: Reply<()> },
@@ -185,6 +195,11 @@ impl LlamaCppModel {
     /// Facts about the loaded model.
     pub fn info(&self) -> &ModelInfo {
         &self.info
+    }
+
+    /// What the KV cache holds now: live and kept sequences, and the cells of each sequence id.
+    pub async fn kv_state(&self) -> Result<KvState> {
+        self.call(|reply| Job::KvState { reply }).await
     }
 
     /// Benchmark helper: evaluates `n_tokens` random tokens as one prompt (llama-bench's pp
@@ -283,11 +298,19 @@ struct Shared {
     config: LlamaCppConfig,
     threads: usize,
     n_ctx: u32,
+    kv_cells: u32,
     template: ChatTemplate,
     eog: Vec<u32>,
     adapters: BTreeMap<u64, ffi::OwnedAdapter>,
     active: Option<(u64, f32)>,
     next_adapter: u64,
+}
+
+impl Shared {
+    /// Sequence ids: as many for decoding as for finished sequences kept for their prefixes.
+    fn n_seq_max(&self) -> usize {
+        2 * self.config.max_group.max(1) as usize
+    }
 }
 
 fn worker_main(
@@ -305,9 +328,11 @@ fn worker_main(
     if ready.send(Ok(info)).is_err() {
         return;
     }
+    // Jobs received but not started, in order; kept across contexts.
+    let mut queue = VecDeque::new();
     loop {
         // Serve jobs with a context until one needs `&mut model` (or the channel closes).
-        let pending = serve(&model, &mut shared, &jobs);
+        let pending = serve(&model, &mut shared, &jobs, &mut queue);
         match pending {
             None => break,
             Some(Job::LoadAdapter { path, reply }) => {
@@ -349,6 +374,7 @@ fn load_model(config: LlamaCppConfig) -> Result<(LlamaModel, Shared, ModelInfo)>
         .max(1);
     let n_ctx_train = model.n_ctx_train();
     let n_ctx = if config.n_ctx == 0 { n_ctx_train } else { config.n_ctx.min(n_ctx_train.max(1)) };
+    let kv_cells = if config.kv_cells == 0 { n_ctx.saturating_mul(2) } else { config.kv_cells.max(n_ctx) };
     let vocab = model.vocab();
     let piece = |t: LlamaToken| String::from_utf8_lossy(&vocab.token_to_piece(t, true, None)).into_owned();
     let bos = if vocab.should_add_bos() { piece(vocab.bos()) } else { String::new() };
@@ -362,6 +388,7 @@ fn load_model(config: LlamaCppConfig) -> Result<(LlamaModel, Shared, ModelInfo)>
         path: path.clone(),
         n_vocab: model.n_vocab().max(0) as usize,
         n_ctx,
+        kv_cells,
         threads,
         architecture,
         weight_buffers: weight_buffers(&log),
@@ -370,6 +397,7 @@ fn load_model(config: LlamaCppConfig) -> Result<(LlamaModel, Shared, ModelInfo)>
         config,
         threads,
         n_ctx,
+        kv_cells,
         template,
         eog,
         adapters: BTreeMap::new(),
@@ -407,46 +435,75 @@ fn load_adapter(model: &mut LlamaModel, shared: &mut Shared, path: &Path) -> Res
 
 /// Serves jobs with one context. Returns the job that needs the context gone, or `None` when
 /// the channel is closed.
-fn serve(model: &LlamaModel, shared: &mut Shared, jobs: &mpsc::Receiver<Job>) -> Option<Job> {
+///
+/// Jobs start in the order they came. Generation requests join the [`batch::Batcher`] and are
+/// decoded together; tokenizing and embedding need nothing of the context and run between
+/// steps; everything else (scoring, a prefill benchmark, adapter changes) waits until no
+/// request is in flight, then runs alone, so a request never changes adapter halfway.
+fn serve(model: &LlamaModel, shared: &mut Shared, jobs: &mpsc::Receiver<Job>, queue: &mut VecDeque<Job>) -> Option<Job> {
     let mut engine = match Engine::new(model, shared) {
         Ok(e) => e,
         Err(e) => {
             // Without a context only adapter jobs can run; fail the others with the reason.
             let msg = e.to_string();
             loop {
-                match jobs.recv().ok()? {
+                let job = match queue.pop_front() {
+                    Some(j) => j,
+                    None => jobs.recv().ok()?,
+                };
+                match job {
                     j @ (Job::LoadAdapter { .. } | Job::UnloadAdapter { .. }) => return Some(j),
                     j => fail(j, Error::Llama(msg.clone())),
                 }
             }
         }
     };
+    let mut batcher = batch::Batcher::new(shared);
     loop {
-        match jobs.recv().ok()? {
-            j @ (Job::LoadAdapter { .. } | Job::UnloadAdapter { .. }) => return Some(j),
-            Job::Generate { messages, n, sampling, reply } => {
-                let _ = reply.send(engine.generate(model, shared, &messages, n, &sampling));
-            }
-            Job::Score { messages, completion, reply } => {
-                let _ = reply.send(engine.score(model, shared, &messages, &completion));
-            }
-            Job::Tokenize { messages, completion, reply } => {
-                let r = engine.prompt_tokens(model, shared, &messages).map(|p| {
-                    let c = model.vocab().tokenize(completion.as_bytes(), false, false);
-                    (p.iter().map(|t| t.0 as u32).collect(), c.iter().map(|t| t.0 as u32).collect())
-                });
-                let _ = reply.send(r);
-            }
-            Job::Embed { text, reply } => {
-                let _ = reply.send(embed(model, shared, &text));
-            }
-            Job::Prefill { n_tokens, reply } => {
-                let _ = reply.send(engine.prefill(model, n_tokens));
-            }
-            Job::SetAdapter { adapter, reply } => {
-                let _ = reply.send(engine.set_adapter(shared, adapter));
+        if batcher.idle() && queue.is_empty() {
+            queue.push_back(jobs.recv().ok()?);
+        }
+        while let Ok(j) = jobs.try_recv() {
+            queue.push_back(j);
+        }
+        while let Some(job) = queue.pop_front() {
+            match job {
+                Job::Generate { messages, n, sampling, reply } => {
+                    batcher.submit(model, &engine, shared, &messages, n, sampling, reply);
+                }
+                Job::Tokenize { messages, completion, reply } => {
+                    let r = engine.prompt_tokens(model, shared, &messages).map(|p| {
+                        let c = model.vocab().tokenize(completion.as_bytes(), false, false);
+                        (p.iter().map(|t| t.0 as u32).collect(), c.iter().map(|t| t.0 as u32).collect())
+                    });
+                    let _ = reply.send(r);
+                }
+                Job::Embed { text, reply } => {
+                    let _ = reply.send(embed(model, shared, &text));
+                }
+                Job::KvState { reply } => {
+                    let _ = reply.send(Ok(batcher.state(&engine)));
+                }
+                j if !batcher.idle() => {
+                    queue.push_front(j);
+                    break;
+                }
+                j @ (Job::LoadAdapter { .. } | Job::UnloadAdapter { .. }) => return Some(j),
+                Job::Score { messages, completion, reply } => {
+                    batcher.clear(&mut engine);
+                    let _ = reply.send(engine.score(model, shared, &messages, &completion));
+                }
+                Job::Prefill { n_tokens, reply } => {
+                    batcher.clear(&mut engine);
+                    let _ = reply.send(engine.prefill(model, n_tokens));
+                }
+                Job::SetAdapter { adapter, reply } => {
+                    batcher.clear(&mut engine);
+                    let _ = reply.send(engine.set_adapter(shared, adapter));
+                }
             }
         }
+        batcher.advance(model, &mut engine, shared);
     }
 }
 
@@ -457,6 +514,7 @@ fn fail(job: Job, e: Error) {
         Job::Tokenize { reply, .. } => drop(reply.send(Err(e))),
         Job::Embed { reply, .. } => drop(reply.send(Err(e))),
         Job::Prefill { reply, .. } => drop(reply.send(Err(e))),
+        Job::KvState { reply, .. } => drop(reply.send(Err(e))),
         Job::LoadAdapter { reply, .. } => drop(reply.send(Err(e))),
         Job::SetAdapter { reply, .. } => drop(reply.send(Err(e))),
         Job::UnloadAdapter { reply, .. } => drop(reply.send(Err(e))),
@@ -483,37 +541,15 @@ struct Engine<'m> {
     scratch: Scratch,
 }
 
-/// One sequence of a group being decoded.
-struct Seq {
-    id: i32,
-    rng: Rng,
-    tokens: Vec<u32>,
-    logprobs: Vec<f32>,
-    text: Vec<u8>,
-    /// Where `text` ends if a stop string was found.
-    cut: Option<usize>,
-    /// The next KV position.
-    pos: i32,
-    /// Tokens to feed in the next batch; logprobs of all but the first are still to fill.
-    pending: Vec<u32>,
-    /// Index in `logprobs` of `pending[0]`.
-    pending_at: usize,
-    next_continuation: usize,
-    /// Set when a forced continuation reached `max_new_tokens`: decode once more to fill its
-    /// log-probs, then finish.
-    fill_then_stop: bool,
-    done: Option<FinishReason>,
-}
-
 impl<'m> Engine<'m> {
     fn new(model: &'m LlamaModel, shared: &mut Shared) -> Result<Self> {
         let threads = i32::try_from(shared.threads).unwrap_or(i32::MAX);
         let n_batch = shared.config.n_batch.clamp(1, shared.n_ctx);
         let params = LlamaContextParams::default()
-            .with_n_ctx(NonZeroU32::new(shared.n_ctx))
+            .with_n_ctx(NonZeroU32::new(shared.kv_cells))
             .with_n_batch(n_batch)
             .with_n_ubatch(n_batch.min(512))
-            .with_n_seq_max(shared.config.max_group.max(1))
+            .with_n_seq_max(shared.n_seq_max() as u32)
             .with_kv_unified(true)
             .with_flash_attention_policy(flash_attention(&shared.config))
             .with_n_threads(threads)
@@ -524,7 +560,7 @@ impl<'m> Engine<'m> {
         let batch_cap = n_batch as usize;
         let mut engine = Engine {
             ctx,
-            batch: LlamaBatch::new(batch_cap, shared.config.max_group.max(1) as i32),
+            batch: LlamaBatch::new(batch_cap, 1),
             batch_cap,
             scratch: Scratch::default(),
         };
@@ -580,9 +616,24 @@ impl<'m> Engine<'m> {
 
     /// Evaluates `tokens` on sequence 0 from position 0, in chunks. `on_logits(i, logits)` is
     /// called for every position `i >= want_from` with the logits predicting position `i + 1`.
-    fn eval(
+    fn eval(&mut self, tokens: &[LlamaToken], want_from: usize, on_logits: impl FnMut(usize, &[f32])) -> Result<()> {
+        self.eval_at(tokens, 0, 0, want_from, on_logits)
+    }
+
+    /// Evaluates `tokens` on sequence `seq` from position `pos0` and returns the logits after
+    /// the last one.
+    fn eval_seq(&mut self, tokens: &[LlamaToken], pos0: usize, seq: i32) -> Result<Vec<f32>> {
+        let mut last = Vec::new();
+        let n = tokens.len();
+        self.eval_at(tokens, pos0, seq, n - 1, |_, logits| last = logits.to_vec())?;
+        Ok(last)
+    }
+
+    fn eval_at(
         &mut self,
         tokens: &[LlamaToken],
+        pos0: usize,
+        seq: i32,
         want_from: usize,
         mut on_logits: impl FnMut(usize, &[f32]),
     ) -> Result<()> {
@@ -592,7 +643,7 @@ impl<'m> Engine<'m> {
             self.batch.clear();
             for (i, &t) in tokens.iter().enumerate().take(end).skip(start) {
                 self.batch
-                    .add(t, i as i32, &[0], i >= want_from)
+                    .add(t, (pos0 + i) as i32, &[seq], i >= want_from)
                     .map_err(|e| Error::Llama(format!("batch: {e}")))?;
             }
             self.ctx.decode(&mut self.batch).map_err(llama_err("decoding the prompt"))?;
@@ -655,213 +706,6 @@ impl<'m> Engine<'m> {
         Ok(scored)
     }
 
-    fn generate(
-        &mut self,
-        model: &LlamaModel,
-        shared: &Shared,
-        messages: &[Message],
-        n: usize,
-        s: &Sampling,
-    ) -> Result<Vec<Completion>> {
-        let prompt = self.prompt_tokens(model, shared, messages)?;
-        let max_group = shared.config.max_group.max(1) as usize;
-        let seed = s.seed_or_clock();
-        let mut out = Vec::with_capacity(n);
-        let mut first = 0;
-        while first < n {
-            let k = (n - first).min(max_group);
-            out.extend(self.generate_round(model, shared, &prompt, first, k, s, seed)?);
-            first += k;
-        }
-        Ok(out)
-    }
-
-    /// Decodes sequences `first..first + k` of a group together, after one prompt evaluation.
-    #[allow(clippy::too_many_arguments)]
-    fn generate_round(
-        &mut self,
-        model: &LlamaModel,
-        shared: &Shared,
-        prompt: &[LlamaToken],
-        first: usize,
-        k: usize,
-        s: &Sampling,
-        seed: u64,
-    ) -> Result<Vec<Completion>> {
-        let needed = prompt.len() + k * s.max_new_tokens;
-        if needed > shared.n_ctx as usize {
-            return Err(Error::ContextOverflow { needed, n_ctx: shared.n_ctx });
-        }
-        let vocab = model.vocab();
-        let continuations: Vec<Vec<u32>> = s
-            .continuations
-            .iter()
-            .map(|c| vocab.tokenize(c.as_bytes(), false, false).iter().map(|t| t.0 as u32).collect())
-            .collect();
-
-        self.forget();
-        let t_prompt = Instant::now();
-        self.eval(prompt, prompt.len() - 1, |_, _| {})?;
-        for j in 1..k {
-            self.ctx
-                .copy_kv_cache_seq(0, j as i32, None, None)
-                .map_err(|e| Error::Llama(format!("sharing the prompt's KV cache: {e}")))?;
-        }
-        let prompt_ms = t_prompt.elapsed().as_secs_f64() * 1e3;
-        let t_gen = Instant::now();
-
-        let mut seqs: Vec<Seq> = (0..k)
-            .map(|j| Seq {
-                id: j as i32,
-                rng: Rng::new(seed, (first + j) as u64),
-                tokens: Vec::new(),
-                logprobs: Vec::new(),
-                text: Vec::new(),
-                cut: None,
-                pos: prompt.len() as i32,
-                pending: Vec::new(),
-                pending_at: 0,
-                next_continuation: 0,
-                fill_then_stop: false,
-                done: None,
-            })
-            .collect();
-        let last = self.batch_index_of_last(prompt.len());
-        for seq in &mut seqs {
-            let logits = self.ctx.get_logits_ith(last);
-            step(seq, logits, s, shared, &continuations, &vocab, &mut self.scratch);
-        }
-
-        let mut index: Vec<(usize, usize, usize)> = Vec::with_capacity(k); // seq, first idx, count
-        while seqs.iter().any(|q| q.done.is_none()) {
-            self.batch.clear();
-            index.clear();
-            let mut at = 0usize;
-            for (qi, q) in seqs.iter_mut().enumerate().filter(|(_, q)| q.done.is_none()) {
-                for &t in &q.pending {
-                    self.batch
-                        .add(LlamaToken(t as i32), q.pos, &[q.id], true)
-                        .map_err(|e| Error::Llama(format!("batch: {e}")))?;
-                    q.pos += 1;
-                }
-                index.push((qi, at, q.pending.len()));
-                at += q.pending.len();
-            }
-            self.ctx.decode(&mut self.batch).map_err(llama_err("decoding a group"))?;
-            for &(qi, at, count) in &index {
-                let q = &mut seqs[qi];
-                // Fill the log-probs of forced continuation tokens, now that their logits exist.
-                for j in 1..count {
-                    let logits = self.ctx.get_logits_ith((at + j - 1) as i32);
-                    let tok = q.pending[j] as usize;
-                    q.logprobs[q.pending_at + j] = logits[tok] - sampler::log_z(logits);
-                }
-                if q.fill_then_stop {
-                    q.done = Some(FinishReason::Length);
-                    continue;
-                }
-                let logits = self.ctx.get_logits_ith((at + count - 1) as i32);
-                step(q, logits, s, shared, &continuations, &vocab, &mut self.scratch);
-            }
-        }
-        let generation_ms = t_gen.elapsed().as_secs_f64() * 1e3;
-        self.forget();
-
-        Ok(seqs
-            .into_iter()
-            .map(|q| {
-                let end = q.cut.unwrap_or(q.text.len());
-                Completion {
-                    text: String::from_utf8_lossy(&q.text[..end]).into_owned(),
-                    usage: Usage { prompt_tokens: prompt.len(), completion_tokens: q.tokens.len() },
-                    tokens: q.tokens,
-                    token_logprobs: q.logprobs,
-                    finish_reason: q.done.unwrap_or(FinishReason::Length),
-                    timings: Timings { prompt_ms, generation_ms },
-                }
-            })
-            .collect())
-    }
-
-    /// The batch index of the prompt's last token in the last chunk `eval` decoded.
-    fn batch_index_of_last(&self, n_prompt: usize) -> i32 {
-        let in_last_chunk = (n_prompt - 1) % self.batch_cap;
-        in_last_chunk as i32
-    }
-}
-
-/// Chooses the next token(s) of `q` from `logits`, applying stop rules and budget forcing.
-fn step(
-    q: &mut Seq,
-    logits: &[f32],
-    s: &Sampling,
-    shared: &Shared,
-    continuations: &[Vec<u32>],
-    vocab: &llama_cpp_2::vocab::LlamaVocab<'_>,
-    scratch: &mut Scratch,
-) {
-    q.pending.clear();
-    let forcing = q.tokens.len() < s.min_new_tokens;
-    let ban_eog = forcing && continuations.is_empty();
-    let banned: &[u32] = if ban_eog { &shared.eog } else { &[] };
-    let c = sampler::choose(logits, s, &mut q.rng, banned, scratch);
-    let is_eog = shared.eog.contains(&c.token);
-    if is_eog && forcing {
-        // Budget forcing: instead of stopping, append the next continuation ("Wait").
-        let cont = &continuations[q.next_continuation % continuations.len()];
-        q.next_continuation += 1;
-        let room = s.max_new_tokens - q.tokens.len();
-        let cont = &cont[..cont.len().min(room)];
-        q.pending_at = q.tokens.len();
-        for (j, &t) in cont.iter().enumerate() {
-            q.tokens.push(t);
-            // The first one's log-prob comes from these logits; the rest after decoding.
-            q.logprobs.push(if j == 0 { logits[t as usize] - sampler::log_z(logits) } else { f32::NAN });
-            q.text.extend(vocab.token_to_piece(LlamaToken(t as i32), false, None));
-        }
-        q.pending.extend_from_slice(cont);
-        if q.tokens.len() >= s.max_new_tokens {
-            if cont.len() > 1 {
-                q.fill_then_stop = true;
-            } else {
-                q.done = Some(FinishReason::Length);
-            }
-        }
-        return;
-    } else {
-        q.tokens.push(c.token);
-        q.logprobs.push(c.logprob);
-        q.pending_at = q.tokens.len() - 1;
-        if is_eog {
-            q.done = Some(FinishReason::Stop);
-            return;
-        }
-        let before = q.text.len();
-        q.text.extend(vocab.token_to_piece(LlamaToken(c.token as i32), false, None));
-        q.pending.push(c.token);
-        if q.tokens.len() >= s.min_new_tokens
-            && let Some(at) = find_stop(&q.text, before, &s.stop)
-        {
-            q.cut = Some(at);
-            q.done = Some(FinishReason::Stop);
-            return;
-        }
-    }
-    if q.tokens.len() >= s.max_new_tokens {
-        q.done = Some(FinishReason::Length);
-    }
-}
-
-/// The start of the first stop string that ends after byte `before` of `text`.
-fn find_stop(text: &[u8], before: usize, stops: &[String]) -> Option<usize> {
-    stops
-        .iter()
-        .filter_map(|stop| {
-            let stop = stop.as_bytes();
-            let from = before.saturating_sub(stop.len() - 1);
-            text[from..].windows(stop.len()).position(|w| w == stop).map(|p| from + p)
-        })
-        .min()
 }
 
 /// Embeds `text` with a fresh embedding context: no adapter, so retrieval indexes stay valid
