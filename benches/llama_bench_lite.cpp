@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <random>
+#include <string>
 #include <vector>
 
 static void quiet(ggml_log_level, const char *, void *) {}
@@ -32,13 +33,15 @@ static double median(std::vector<double> v) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 4 && argc != 5) {
-        fprintf(stderr, "usage: %s MODEL.gguf THREADS RUNS [FLASH_ATTENTION]\n", argv[0]);
+    if (argc < 4 || argc > 6) {
+        fprintf(stderr, "usage: %s MODEL.gguf THREADS RUNS [FLASH_ATTENTION [KV_TYPE]]\n", argv[0]);
         return 2;
     }
     const int threads = atoi(argv[2]);
     const int runs = std::max(1, atoi(argv[3]));
-    const bool flash = argc != 5 || atoi(argv[4]) != 0;
+    const bool flash = argc < 5 || atoi(argv[4]) != 0;
+    // The KV cache's element type: f16 (the default), f32 or q8_0.
+    const std::string kv = argc == 6 ? argv[5] : "f16";
     const int n_prompt = 512, n_gen = 128;
 
     llama_log_set(quiet, nullptr);
@@ -56,6 +59,8 @@ int main(int argc, char **argv) {
     cp.n_threads = threads;
     cp.n_threads_batch = threads;
     cp.flash_attn_type = flash ? LLAMA_FLASH_ATTN_TYPE_ENABLED : LLAMA_FLASH_ATTN_TYPE_DISABLED;
+    cp.type_k = kv == "f32" ? GGML_TYPE_F32 : kv == "q8_0" ? GGML_TYPE_Q8_0 : GGML_TYPE_F16;
+    cp.type_v = cp.type_k;
     llama_context *ctx = llama_init_from_model(model, cp);
     if (!ctx) {
         fprintf(stderr, "cannot create a context\n");
@@ -104,8 +109,8 @@ int main(int argc, char **argv) {
         tg(n_gen);
         tg_tps.push_back(n_gen / (now_s() - t0));
     }
-    printf("{\"pp512_tok_s\":%.1f,\"tg128_tok_s\":%.1f,\"threads\":%d,\"runs\":%d,\"flash_attention\":%s}\n",
-           median(pp_tps), median(tg_tps), threads, runs, flash ? "true" : "false");
+    printf("{\"pp512_tok_s\":%.1f,\"tg128_tok_s\":%.1f,\"threads\":%d,\"runs\":%d,\"flash_attention\":%s,\"kv_type\":\"%s\"}\n",
+           median(pp_tps), median(tg_tps), threads, runs, flash ? "true" : "false", kv.c_str());
     llama_free(ctx);
     llama_model_free(model);
     llama_backend_free();

@@ -38,6 +38,32 @@ pub enum BenchCmd {
     /// The HTTP service under load: N concurrent agents (scripted model, real sandbox) over
     /// loopback; runs/s, submission p50/p99, lost runs (must be 0), where throughput stops rising.
     Serve(crate::bench_serve::ServeArgs),
+    /// Eval items per minute (32 arith + 8 niah): one prompt at a time with no prefix reuse
+    /// (the old path) against continuous batching of concurrent agents, same items, same run.
+    Eval(EvalArgs),
+}
+
+/// Arguments of `autodidact bench eval`.
+#[derive(Args)]
+pub struct EvalArgs {
+    /// The GGUF model: `smollm2` (the bootstrapped one) or `path/to/file.gguf`.
+    #[arg(long, default_value = "smollm2")]
+    pub model: String,
+    /// Threads for llama.cpp (default: all cores).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Agents in flight on the batched path.
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    pub concurrency: usize,
+    /// arith eval items.
+    #[arg(long, default_value_t = 32, value_name = "N")]
+    pub arith: usize,
+    /// niah eval items (8 KB to 1 MB haystacks).
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    pub niah: usize,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `autodidact bench model`.
@@ -60,6 +86,9 @@ pub struct ModelArgs {
     /// faster decoding at long context, but batched and one-token log-probs then differ.
     #[arg(long)]
     pub no_flash_attention: bool,
+    /// The KV cache's element type: f16 (the runtime's default), f32 or q8_0.
+    #[arg(long, default_value = "f16", value_parser = ["f16", "f32", "q8_0"])]
+    pub kv_type: String,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -82,7 +111,32 @@ pub fn run(cmd: BenchCmd) -> anyhow::Result<std::process::ExitCode> {
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             rt.block_on(crate::bench_serve::bench_serve(args))
         }
+        BenchCmd::Eval(args) => {
+            let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            rt.block_on(bench_eval(args))
+        }
     }
+}
+
+async fn bench_eval(args: EvalArgs) -> anyhow::Result<std::process::ExitCode> {
+    let ModelSpec::Gguf(path) = ModelSpec::parse(&args.model)? else {
+        bail!("bench eval measures in-process GGUF models; {} is not one", args.model);
+    };
+    let sandbox = autodidact_sandbox::Sandbox::open(&autodidact_sandbox::SandboxConfig::from_env())?;
+    let total = 2 * (args.arith + args.niah) as u64;
+    let bar = indicatif::ProgressBar::new(total).with_message("batched path, then sequential");
+    let progress = bar.clone();
+    let on_sample: autodidact_evals::harness::OnSample = std::sync::Arc::new(move |_, _, _| progress.inc(1));
+    let report = autodidact_evals::bench::throughput(&path, args.threads, &sandbox, args.arith, args.niah, args.concurrency, Some(on_sample)).await?;
+    bar.finish_and_clear();
+    if args.json {
+        println!("{report}");
+    } else {
+        for (k, v) in report.as_object().into_iter().flatten() {
+            println!("{k:>12}  {v}");
+        }
+    }
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
 
@@ -90,7 +144,8 @@ async fn bench_model(args: ModelArgs) -> anyhow::Result<std::process::ExitCode> 
     let ModelSpec::Gguf(path) = ModelSpec::parse(&args.model)? else {
         bail!("bench model measures in-process GGUF models; {} is not one", args.model);
     };
-    let mut report = bench::measure(&path, args.threads, args.runs, !args.no_flash_attention).await?;
+    let kv_type = autodidact_runtime::model::llamacpp::KvType::parse(&args.kv_type)?;
+    let mut report = bench::measure(&path, args.threads, args.runs, !args.no_flash_attention, kv_type).await?;
     let (pp, g1) = (report["prompt_tok_s"].as_f64().unwrap_or(f64::NAN), report["gen_tok_s_1"].as_f64().unwrap_or(f64::NAN));
     let native = args.native.clone().unwrap_or_else(default_native);
     if native.exists() {
@@ -99,6 +154,7 @@ async fn bench_model(args: ModelArgs) -> anyhow::Result<std::process::ExitCode> 
             .arg(report["threads"].to_string())
             .arg(report["runs"].to_string())
             .arg(if args.no_flash_attention { "0" } else { "1" })
+            .arg(&args.kv_type)
             .output()
             .with_context(|| format!("running {}", native.display()))?;
         if !out.status.success() {

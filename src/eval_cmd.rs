@@ -40,7 +40,7 @@ pub struct EvalArgs {
     /// The model: `smollm2` (default), `path/to/file.gguf`, `openai:URL#MODEL` or `scripted:PATH`.
     #[arg(long, default_value = "smollm2")]
     model: String,
-    /// A policy TOML file (default: the built-in `eval` preset: 4 turns of 256 tokens, 2 minutes
+    /// A policy TOML file (default: the built-in `eval` preset: 4 turns of 256 tokens, 10 minutes
     /// per run, no tools, no retrieval).
     #[arg(long, value_name = "FILE")]
     policy: Option<PathBuf>,
@@ -48,9 +48,11 @@ pub struct EvalArgs {
     /// the cores).
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
-    /// Runs in flight at once.
-    #[arg(long, default_value_t = 1)]
-    concurrency: usize,
+    /// Runs in flight at once (default: 8 for an in-process GGUF model, which decodes their
+    /// turns together by continuous batching; 1 for the others, and a scripted model replays
+    /// its replies in call order). 1 runs one at a time.
+    #[arg(long, value_name = "N")]
+    concurrency: Option<usize>,
     /// Which items of the suite to run.
     #[arg(long, default_value = "eval", value_parser = ["eval", "train"])]
     split: String,
@@ -101,7 +103,9 @@ async fn run_async(args: EvalArgs) -> Result<ExitCode> {
     }
     let mut open = OpenOptions::default();
     open.llamacpp.threads = args.threads;
-    let model = model::open(&ModelSpec::parse(&args.model)?, &open).await?;
+    let spec = ModelSpec::parse(&args.model)?;
+    let concurrency = args.concurrency.unwrap_or(if matches!(spec, ModelSpec::Gguf(_)) { 8 } else { 1 });
+    let model = model::open(&spec, &open).await?;
     let adapter_id = autodidact_nightly::adapters::apply(&args.adapter, &model, &store, |n| if !args.json { eprintln!("note: {n}") }).await?;
     let memory = MemoryLog { writer: store.writer(), store: store.clone() };
     // No memory_search tool: past runs hold answers, and scores must measure the model.
@@ -119,7 +123,7 @@ async fn run_async(args: EvalArgs) -> Result<ExitCode> {
         b.set_position(done as u64);
         b.set_message(format!("{}: {} passed so far", suite_label(s), n));
     });
-    let opts = HarnessOptions { k: args.k, concurrency: args.concurrency, adapter_id, writer: Some(store.writer()), sandbox, on_sample: Some(on_sample), lessons: false, existing_tasks: Default::default() };
+    let opts = HarnessOptions { k: args.k, concurrency, adapter_id, writer: Some(store.writer()), sandbox, on_sample: Some(on_sample), lessons: false, existing_tasks: Default::default() };
     let report = run_suite(Arc::new(agent), &suite, &opts).await?;
     bar.finish_and_clear();
     store.flush().await?;

@@ -57,6 +57,10 @@ pub struct NightlyArgs {
     /// folder.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
+    /// Agent runs in flight at once in rollouts, LADDER and evals; the model decodes their
+    /// turns together. 1 runs one at a time.
+    #[arg(long, value_name = "N", default_value_t = autodidact_nightly::night::DEFAULT_PARALLEL)]
+    parallel: usize,
     /// Stop after this stage, leaving the night open (to inspect it, or to test resuming).
     #[arg(long, value_name = "STAGE", value_parser = STAGES)]
     stop_after: Option<String>,
@@ -105,6 +109,7 @@ async fn run_async(args: NightlyArgs) -> Result<ExitCode> {
         fresh: args.fresh,
         out: args.out.clone(),
         stop_after: args.stop_after.clone(),
+        parallel: args.parallel,
     };
     // Progress lines carry the seconds since the night's engines were ready, unless --json.
     let started: Arc<std::sync::OnceLock<Instant>> = Arc::default();
@@ -138,6 +143,10 @@ fn print_summary(s: &Value) {
         }
     }
     println!("decision  {} ({})", s["decision"].as_str().unwrap_or("-"), s["reason"].as_str().unwrap_or(""));
+    if let Some(stages) = s["stage_seconds"].as_object() {
+        let times: Vec<String> = stages.iter().map(|(k, v)| format!("{k} {:.0}s", v.as_f64().unwrap_or(0.0))).collect();
+        println!("stages    {}", times.join(", "));
+    }
     println!("report    {}", s["report"].as_str().unwrap_or("-"));
 }
 

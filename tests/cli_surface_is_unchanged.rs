@@ -17,7 +17,7 @@ const COMMANDS: &[&str] = &[
     "memory runs", "memory show", "memory search", "memory export", "memory stress",
     "memory verify", "memory bench", "generate", "eval", "ladder", "ttrl", "report",
     "bench model", "bench train", "bench group", "bench consolidation", "bench rlm",
-    "bench serve", "train", "serve", "trainer parity", "nightly", "adapters list",
+    "bench serve", "bench eval", "train", "serve", "trainer parity", "nightly", "adapters list",
     "adapters promote", "adapters rollback",
 ];
 

@@ -4,6 +4,7 @@
 //! - [`suite`]: the JSONL suite format (`id`, `family`, `prompt`, `context`, `answer`,
 //!   `verifier`, `check`, `split`) with errors that name the line.
 //! - [`verify`]: the four verifiers. `python` checks run in the sandbox, never on the host.
+//! - [`bench`]: eval items per minute, one prompt at a time against continuous batching.
 //! - [`builtin`]: seeded generators for the built-in suites (`arith`, `integrals`, `niah`,
 //!   `countdown`, `toy`) and the GSM8K test set from the bootstrap.
 //! - [`passk`]: the unbiased pass@k estimator.
@@ -14,6 +15,7 @@
 //! - [`toy`]: the online toy family: raw replies rewarded by a tiny evaluator, for online
 //!   training.
 
+pub mod bench;
 pub mod builtin;
 pub mod gate;
 pub mod harness;

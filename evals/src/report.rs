@@ -278,6 +278,21 @@ fn nights_html(nights: &[(autodidact_memory::Night, Vec<autodidact_memory::Night
         if let Some(train) = stages.iter().find(|s| s.stage == "train") {
             let _ = write!(h, "<p class=meta>signals: {}</p>", esc(&train.output["signals"].to_string()));
         }
+        // Scores of the promoted adapter that an earlier night measured on the same weights,
+        // items and settings, reused instead of run again.
+        if let Some(promoted) = stages.iter().find(|s| s.stage == "eval_promoted") {
+            let reused: Vec<String> = promoted.output["suites"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter_map(|(suite, v)| Some(format!("{suite} (from night {})", short(v["night"].as_str()?))))
+                .collect();
+            if !reused.is_empty() {
+                let _ = write!(h, "<p class=meta>promoted scores reused: {}</p>", esc(&reused.join(", ")));
+            }
+        }
+        let times: Vec<String> = stages.iter().map(|s| format!("{} {:.0} s", s.stage, (s.finished_ms - s.started_ms) as f64 / 1e3)).collect();
+        let _ = write!(h, "<p class=meta>stage times: {}</p>", esc(&times.join(" · ")));
     }
     h
 }

@@ -46,6 +46,10 @@ use crate::error::{Context, Error, Result, error_chain, io};
 /// The stages, in order.
 pub const STAGES: [&str; 9] = ["gather", "curriculum", "rollouts", "train", "eval_promoted", "eval_candidate", "gate", "consolidate", "report"];
 
+/// Agent runs in flight at once by default. Eight is where a group's batched decoding on two
+/// cores stops gaining (`bench model`), and eight agents' contexts fit the default KV cells.
+pub const DEFAULT_PARALLEL: usize = 8;
+
 /// The reward a failed attempt gets when its first code cell ran without an error.
 pub const PARTIAL_REWARD: f64 = 0.1;
 
@@ -78,6 +82,16 @@ struct Plan {
     policy: Option<String>,
     #[serde(default)]
     out: Option<String>,
+    /// Agent runs in flight at once in rollouts, LADDER and evals (continuous batching).
+    #[serde(default = "one")]
+    parallel: usize,
+    /// The base model file's SHA-256: scores are reused only on the same weights.
+    #[serde(default)]
+    model_sha256: Option<String>,
+}
+
+fn one() -> usize {
+    1
 }
 
 fn default_turn_tokens() -> u32 {
@@ -116,6 +130,8 @@ impl Plan {
             budget_s: options.budget.map(|d| d.as_secs_f64()),
             policy: options.policy_path.as_ref().map(|p| p.display().to_string()),
             out: options.out.as_ref().map(|p| p.display().to_string()),
+            parallel: options.parallel.max(1),
+            model_sha256: None,
         };
         if options.quick {
             plan.eval_items = plan.eval_items.min(16);
@@ -176,6 +192,8 @@ pub struct NightOptions {
     pub out: Option<PathBuf>,
     /// Stop after this stage, leaving the night open.
     pub stop_after: Option<String>,
+    /// Agent runs in flight at once: the in-process model decodes their turns together.
+    pub parallel: usize,
 }
 
 impl NightOptions {
@@ -192,6 +210,7 @@ impl NightOptions {
             fresh: false,
             out: None,
             stop_after: None,
+            parallel: DEFAULT_PARALLEL,
         }
     }
 }
@@ -242,7 +261,8 @@ impl Night {
                     writer.end_night(&open.id, NightStatus::Failed, json!({"reason": "abandoned with --fresh"})).await?.committed().await?;
                     events(NightEvent::Note(format!("abandoned night {}", open.id)));
                 }
-                let plan = Plan::new(&options);
+                let mut plan = Plan::new(&options);
+                plan.model_sha256 = Some(crate::adapters::sha256_file(&options.model_path)?);
                 let id = writer.begin_night(serde_json::to_value(&plan)?).await?.committed().await?;
                 events(NightEvent::Note(format!("night {id}: target `{}`, suites {:?}", plan.target, plan.suites)));
                 (id, plan, HashMap::new())
@@ -310,7 +330,11 @@ impl Night {
                 return Ok(Outcome::Stopped { stage: stage.to_owned() });
             }
         }
-        let summary = summary(self);
+        let stages = self.store.night_stages(&self.id).await?;
+        let stage_seconds: serde_json::Map<String, Value> =
+            stages.iter().map(|s| (s.stage.clone(), json!(((s.finished_ms - s.started_ms) as f64 / 100.0).round() / 10.0))).collect();
+        let mut summary = summary(self);
+        summary["stage_seconds"] = Value::Object(stage_seconds);
         self.store.writer().end_night(&self.id, NightStatus::Finished, summary.clone()).await?.committed().await?;
         self.store.flush().await?;
         Ok(Outcome::Finished(summary))
@@ -374,9 +398,9 @@ impl Night {
     fn harness(&self, k: u32, adapter_id: Option<String>, existing: HashMap<String, String>) -> HarnessOptions {
         HarnessOptions {
             k,
-            // One run at a time: the in-process model serves one call at a time, and a run
-            // waiting for another's turn would spend its wall-clock budget waiting.
-            concurrency: 1,
+            // The model decodes concurrent runs' turns together (continuous batching), and
+            // their shared prompt prefixes are evaluated once.
+            concurrency: self.plan.parallel,
             adapter_id,
             writer: Some(self.store.writer()),
             sandbox: self.sandbox.clone(),
@@ -445,7 +469,7 @@ async fn curriculum(night: &Night) -> Result<Value> {
             depth: 1,
             variants: 2,
             group: 0,
-            concurrency: 1,
+            concurrency: plan.parallel,
             sandbox: night.sandbox.clone(),
             writer: Some(night.store.writer()),
             adapter_id: promoted(night).0,
@@ -667,7 +691,8 @@ async fn earlier_scores(night: &Night, adapter_id: &Option<String>) -> Result<se
     let mut found = serde_json::Map::new();
     let mine = serde_json::to_value(&night.plan)?;
     for n in night.store.nights(50).await? {
-        let same = ["eval_items", "eval_turns", "turn_tokens"].iter().all(|k| n.plan[*k] == mine[*k]);
+        // Same weights, same items, same turns and tokens (the eval preset is greedy).
+        let same = ["eval_items", "eval_turns", "turn_tokens", "model_sha256"].iter().all(|k| n.plan[*k] == mine[*k]);
         if n.id == night.id || n.status != NightStatus::Finished || !same {
             continue;
         }

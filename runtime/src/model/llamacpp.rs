@@ -66,6 +66,10 @@ pub struct LlamaCppConfig {
     pub kv_cells: u32,
     /// The most sequences decoded together, across all requests; more wait for a free place.
     pub max_group: u32,
+    /// Reuse the KV cells of a shared prompt prefix (a system prompt, an agent's earlier
+    /// turns) instead of evaluating it again. Off only to measure what it saves: the members
+    /// of one `chat_group` share their prompt either way.
+    pub reuse_prefixes: bool,
     /// Tokens per `llama_decode` call for prompts (logical batch).
     pub n_batch: u32,
     /// llama.cpp's flash-attention kernel; on by default. Without it, decoding on this CPU
@@ -75,6 +79,49 @@ pub struct LlamaCppConfig {
     /// nats on SmolLM2, where with the kernel they agree exactly. Turn it off only where
     /// nothing compares those log-probs.
     pub flash_attention: bool,
+    /// The element type of the KV cache.
+    pub kv_type: KvType,
+}
+
+/// The element type of the KV cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KvType {
+    /// Half precision (the default).
+    #[default]
+    F16,
+    /// Single precision.
+    F32,
+    /// 8-bit blocks (llama.cpp's Q8_0).
+    Q8_0,
+}
+
+impl KvType {
+    /// `f16`, `f32` or `q8_0`.
+    pub fn parse(s: &str) -> Result<KvType> {
+        match s {
+            "f16" => Ok(KvType::F16),
+            "f32" => Ok(KvType::F32),
+            "q8_0" => Ok(KvType::Q8_0),
+            other => Err(Error::Llama(format!("unknown KV cache type {other:?}: expected f16, f32 or q8_0"))),
+        }
+    }
+
+    /// `f16`, `f32` or `q8_0`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KvType::F16 => "f16",
+            KvType::F32 => "f32",
+            KvType::Q8_0 => "q8_0",
+        }
+    }
+
+    fn ggml(self) -> llama_cpp_2::context::params::KvCacheType {
+        match self {
+            KvType::F16 => llama_cpp_2::context::params::KvCacheType::F16,
+            KvType::F32 => llama_cpp_2::context::params::KvCacheType::F32,
+            KvType::Q8_0 => llama_cpp_2::context::params::KvCacheType::Q8_0,
+        }
+    }
 }
 
 impl Default for LlamaCppConfig {
@@ -85,8 +132,10 @@ impl Default for LlamaCppConfig {
             n_ctx: 8192,
             kv_cells: 0,
             max_group: 16,
+            reuse_prefixes: true,
             n_batch: 2048,
             flash_attention: true,
+            kv_type: KvType::default(),
         }
     }
 }
@@ -551,6 +600,8 @@ impl<'m> Engine<'m> {
             .with_n_ubatch(n_batch.min(512))
             .with_n_seq_max(shared.n_seq_max() as u32)
             .with_kv_unified(true)
+            .with_type_k(shared.config.kv_type.ggml())
+            .with_type_v(shared.config.kv_type.ggml())
             .with_flash_attention_policy(flash_attention(&shared.config))
             .with_n_threads(threads)
             .with_n_threads_batch(threads);

@@ -125,7 +125,7 @@ impl Batcher {
             clock: 0,
             kv_cells: shared.kv_cells as usize,
             max_live,
-            max_kept: shared.n_seq_max() - max_live,
+            max_kept: if shared.config.reuse_prefixes { shared.n_seq_max() - max_live } else { 0 },
             reused_tokens: 0,
             evaluated_tokens: 0,
         }
@@ -239,9 +239,17 @@ impl Batcher {
         held + budgets
     }
 
-    /// Cells reserved by live sequences alone (what is left if every kept one is dropped).
+    /// Cells reserved by live sequences alone (what is left if every kept one is dropped: a
+    /// live sequence that borrowed from a kept one then owns those cells).
     fn reserved_live(&self) -> usize {
-        let held: usize = self.held.iter().flatten().filter(|h| h.live).map(|h| h.tokens.len()).sum();
+        let live_uids: Vec<u64> = self.held.iter().flatten().filter(|h| h.live).map(|h| h.uid).collect();
+        let held: usize = self
+            .held
+            .iter()
+            .flatten()
+            .filter(|h| h.live)
+            .map(|h| if h.source.is_some_and(|s| live_uids.contains(&s)) { h.own() } else { h.tokens.len() })
+            .sum();
         let budgets: usize = self
             .live
             .iter()

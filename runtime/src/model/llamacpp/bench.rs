@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use super::{LlamaCppConfig, LlamaCppModel};
+use super::{KvType, LlamaCppConfig, LlamaCppModel};
 use crate::Result;
 use crate::model::{Completion, LanguageModel, Message, Sampling};
 
@@ -26,9 +26,9 @@ const LONG_PROMPT_WORDS: usize = 1_450;
 /// `gen_tok_s_1_long`, `gen_tok_s_8_long`, `group_speedup_long`, `cpu_model`, `llama_isa`,
 /// `cpu_isa`, `weight_buffers`, and the settings (`model`, `threads`, `runs`,
 /// `flash_attention`).
-pub async fn measure(path: &Path, threads: Option<usize>, runs: usize, flash_attention: bool) -> Result<Value> {
+pub async fn measure(path: &Path, threads: Option<usize>, runs: usize, flash_attention: bool, kv_type: KvType) -> Result<Value> {
     let runs = runs.max(1);
-    let model = LlamaCppModel::load(LlamaCppConfig { path: path.to_path_buf(), threads, flash_attention, ..LlamaCppConfig::default() }).await?;
+    let model = LlamaCppModel::load(LlamaCppConfig { path: path.to_path_buf(), threads, flash_attention, kv_type, ..LlamaCppConfig::default() }).await?;
     let threads = model.info().threads;
     let weight_buffers = model.info().weight_buffers.clone();
     let msgs = [Message::user("Write a long story about a lighthouse keeper.")];
@@ -62,6 +62,7 @@ pub async fn measure(path: &Path, threads: Option<usize>, runs: usize, flash_att
         "threads": threads,
         "runs": runs,
         "flash_attention": flash_attention,
+        "kv_type": kv_type.as_str(),
         "prompt_tok_s": round1(pp),
         "gen_tok_s_1": round1(g1),
         "gen_tok_s_8": round1(g8),
