@@ -40,3 +40,5 @@ echo "bench: a GRPO group with its prompt run once (the trainer) vs once per row
 "$BIN" bench group --json | python3 -c 'import json,sys; print(json.dumps({"bench": "train-group", **json.load(sys.stdin)}))'
 echo "bench: the RLM runtime's own overhead (20-turn scripted run)" >&2
 "$BIN" bench rlm --json | python3 -c 'import json,sys; print(json.dumps({"bench": "rlm", **json.load(sys.stdin)}))'
+echo "bench: eval items per minute, one run at a time vs continuous batching (32 arith + 8 niah, about 30 min)" >&2
+"$BIN" bench eval --json | python3 -c 'import json,sys; print(json.dumps({"bench": "eval", **json.load(sys.stdin)}))'
