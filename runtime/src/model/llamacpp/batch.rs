@@ -228,15 +228,15 @@ impl Batcher {
         }
     }
 
+    /// Every live sequence's remaining token budget.
+    fn budgets(&self) -> usize {
+        self.live.iter().map(|l| self.requests[&l.request].sampling.max_new_tokens.saturating_sub(l.seq.tokens.len())).sum()
+    }
+
     /// Cells held plus every live sequence's remaining token budget.
     fn reserved(&self) -> usize {
         let held: usize = self.held.iter().flatten().map(Held::own).sum();
-        let budgets: usize = self
-            .live
-            .iter()
-            .map(|l| self.requests[&l.request].sampling.max_new_tokens.saturating_sub(l.seq.tokens.len()))
-            .sum();
-        held + budgets
+        held + self.budgets()
     }
 
     /// Cells reserved by live sequences alone (what is left if every kept one is dropped: a
@@ -250,12 +250,7 @@ impl Batcher {
             .filter(|h| h.live)
             .map(|h| if h.source.is_some_and(|s| live_uids.contains(&s)) { h.own() } else { h.tokens.len() })
             .sum();
-        let budgets: usize = self
-            .live
-            .iter()
-            .map(|l| self.requests[&l.request].sampling.max_new_tokens.saturating_sub(l.seq.tokens.len()))
-            .sum();
-        held + budgets
+        held + self.budgets()
     }
 
     fn admit(&mut self, model: &LlamaModel, engine: &mut Engine<'_>, shared: &Shared) {

@@ -1,6 +1,7 @@
 //! The in-process engine's speed (`autodidact bench model`): prompt processing of 512 tokens,
-//! generation of 128 tokens for one sequence and for a group of 8, at short context and after
-//! a ~1,500-token prompt. Each figure is the median of `runs` repetitions after a warm-up.
+//! generation of 128 tokens for one sequence, for a group of 8 and for 8 requests with
+//! different prompts at once (continuous batching), at short context and after a ~1,500-token
+//! prompt. Each figure is the median of `runs` repetitions after a warm-up.
 //! The report also says which instruction sets llama.cpp was built with and this CPU has, and
 //! which buffers hold the weights, since every figure depends on them.
 
@@ -22,7 +23,9 @@ pub const GROUP: usize = 8;
 const LONG_PROMPT_WORDS: usize = 1_450;
 
 /// Measures the model at `path`. The report's keys: `prompt_tok_s`, `gen_tok_s_1`,
-/// `gen_tok_s_8`, `group_speedup`, `group_vs_prefill`, `long_prompt_tokens`,
+/// `gen_tok_s_8`, `group_speedup`, `group_vs_prefill`, `gen_tok_s_8_mixed` and `mixed_speedup`
+/// (eight requests with different prompts at once, prompts included in the time),
+/// `long_prompt_tokens`,
 /// `gen_tok_s_1_long`, `gen_tok_s_8_long`, `group_speedup_long`, `cpu_model`, `llama_isa`,
 /// `cpu_isa`, `weight_buffers`, and the settings (`model`, `threads`, `runs`,
 /// `flash_attention`).
@@ -36,7 +39,12 @@ pub async fn measure(path: &Path, threads: Option<usize>, runs: usize, flash_att
     let long = [Message::user(format!("{}\n\nContinue this story.", long_text.join(" ")))];
     // Exactly GEN_TOKENS per sequence: end-of-generation is held back (budget forcing).
     let sampling = Sampling { min_new_tokens: GEN_TOKENS, ..Sampling::seeded(1.0, 1, GEN_TOKENS) };
-    let (mut pp, mut g1, mut g8, mut l1, mut l8) = (vec![], vec![], vec![], vec![], vec![]);
+    // Eight different prompts at once: continuous batching across requests.
+    let mixed: Vec<Vec<Message>> = ["lighthouse keeper", "river pilot", "baker", "astronomer", "beekeeper", "clockmaker", "ferry captain", "gardener"]
+        .iter()
+        .map(|who| vec![Message::user(format!("Write a long story about a {who}."))])
+        .collect();
+    let (mut pp, mut g1, mut g8, mut l1, mut l8, mut m8) = (vec![], vec![], vec![], vec![], vec![], vec![]);
     let mut long_tokens = 0;
     for run in 0..=runs {
         let pp_ms = model.prefill_ms(PROMPT_TOKENS).await?;
@@ -44,6 +52,9 @@ pub async fn measure(path: &Path, threads: Option<usize>, runs: usize, flash_att
         let group = model.chat_group(&msgs, GROUP, &sampling).await?;
         let long_one = model.chat(&long, &sampling).await?;
         let long_group = model.chat_group(&long, GROUP, &sampling).await?;
+        let t = std::time::Instant::now();
+        let outs = futures::future::try_join_all(mixed.iter().map(|m| model.chat(m, &sampling))).await?;
+        let mixed_s = t.elapsed().as_secs_f64();
         if run == 0 {
             continue; // warm-up
         }
@@ -53,9 +64,10 @@ pub async fn measure(path: &Path, threads: Option<usize>, runs: usize, flash_att
         g8.push(tok_s(&group));
         l1.push(tok_s(std::slice::from_ref(&long_one)));
         l8.push(tok_s(&long_group));
+        m8.push(outs.iter().map(|c| c.usage.completion_tokens).sum::<usize>() as f64 / mixed_s);
     }
     drop(model);
-    let (pp, g1, g8, l1, l8) = (median(pp), median(g1), median(g8), median(l1), median(l8));
+    let (pp, g1, g8, l1, l8, m8) = (median(pp), median(g1), median(g8), median(l1), median(l8), median(m8));
     let cpu = super::cpu::report();
     Ok(json!({
         "model": path.display().to_string(),
@@ -68,6 +80,8 @@ pub async fn measure(path: &Path, threads: Option<usize>, runs: usize, flash_att
         "gen_tok_s_8": round1(g8),
         "group_speedup": round3(g8 / g1),
         "group_vs_prefill": round3(g8 / pp),
+        "gen_tok_s_8_mixed": round1(m8),
+        "mixed_speedup": round3(m8 / g1),
         "long_prompt_tokens": long_tokens,
         "gen_tok_s_1_long": round1(l1),
         "gen_tok_s_8_long": round1(l8),
