@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use autodidact_memory::Split;
 use autodidact_policies::Policy;
+use autodidact_runtime::model::llamacpp::bench::round1;
 use autodidact_runtime::model::llamacpp::{LlamaCppConfig, LlamaCppModel};
 use autodidact_runtime::rlm::Agent;
 use autodidact_sandbox::Sandbox;
@@ -80,8 +81,4 @@ pub async fn throughput(path: &Path, threads: Option<usize>, sandbox: &Sandbox, 
         "sequential": sequential,
         "speedup": (speedup * 1000.0).round() / 1000.0,
     }))
-}
-
-fn round1(x: f64) -> f64 {
-    (x * 10.0).round() / 10.0
 }

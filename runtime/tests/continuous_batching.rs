@@ -34,7 +34,7 @@ async fn different_prompts_decode_together_as_they_would_alone() {
     for q in QUESTIONS {
         alone.push(model.chat(&ask(q), &s).await.unwrap());
     }
-    let together = futures_join(QUESTIONS.iter().map(|q| {
+    let together = futures::future::join_all(QUESTIONS.iter().map(|q| {
         let (model, s) = (model.clone(), s.clone());
         async move { model.chat(&ask(q), &s).await.unwrap() }
     }))
@@ -96,7 +96,7 @@ async fn a_thousand_sequences_leave_only_kept_prefixes() {
             let n = round * 8 + i;
             async move { model.chat_group(&ask(&format!("Count to {n}.")), 8, &s).await.unwrap() }
         });
-        for group in futures_join(batch).await {
+        for group in futures::future::join_all(batch).await {
             assert_eq!(group.len(), 8);
             done += group.len();
         }
@@ -119,9 +119,4 @@ async fn a_thousand_sequences_leave_only_kept_prefixes() {
     assert_eq!(held, kept, "cells match the kept sequences' tokens");
     assert!(state.kept <= 16, "at most max_group sequences are kept: {state:?}");
     assert!(state.reused_tokens > state.evaluated_tokens, "the shared prefix was evaluated once per request at most: {state:?}");
-}
-
-/// Runs futures concurrently on this task and returns their outputs in order.
-async fn futures_join<F: std::future::Future>(fs: impl IntoIterator<Item = F>) -> Vec<F::Output> {
-    futures::future::join_all(fs).await
 }

@@ -60,13 +60,13 @@ impl Held {
 /// A generation request.
 struct Request {
     prompt: Vec<LlamaToken>,
-    n: usize,
     sampling: Sampling,
     seed: u64,
     continuations: Vec<Vec<u32>>,
     reply: Reply<Vec<Completion>>,
     /// Members started so far.
     admitted: usize,
+    /// One place per member (`n` of them), filled as each finishes.
     done: Vec<Option<Completion>>,
     prompt_ms: f64,
     started: Option<Instant>,
@@ -169,7 +169,6 @@ impl Batcher {
             id,
             Request {
                 prompt,
-                n,
                 sampling,
                 seed,
                 continuations,
@@ -257,7 +256,7 @@ impl Batcher {
         while let Some(&rid) = self.waiting.front() {
             let r = &self.requests[&rid];
             let (len, budget) = (r.prompt.len(), r.sampling.max_new_tokens);
-            let left = r.n - r.admitted;
+            let left = r.done.len() - r.admitted;
             // Members that fit even if every kept sequence had to go.
             let room = self.kv_cells.saturating_sub(self.reserved_live());
             let by_room = if room >= len + budget { 1 + (room - len - budget) / budget } else { 0 };
@@ -269,7 +268,7 @@ impl Batcher {
                 self.end_request(engine, rid, Some(e));
                 continue;
             }
-            if self.requests.get(&rid).is_some_and(|r| r.admitted == r.n) {
+            if self.requests.get(&rid).is_some_and(|r| r.admitted == r.done.len()) {
                 self.waiting.pop_front();
             } else if self.requests.contains_key(&rid) {
                 return; // its other members wait for room
@@ -507,7 +506,7 @@ impl Batcher {
             let r = self.requests.get_mut(&l.request).expect("live request");
             let len = r.prompt.len();
             r.done[l.member] = Some(l.seq.into_completion(len));
-            if r.admitted == r.n && r.done.iter().all(Option::is_some) {
+            if r.admitted == r.done.len() && r.done.iter().all(Option::is_some) {
                 let rid = l.request;
                 self.end_request(engine, rid, None);
             }
@@ -554,7 +553,7 @@ impl Batcher {
 }
 
 /// One sequence being decoded.
-pub(super) struct Seq {
+struct Seq {
     id: i32,
     rng: Rng,
     tokens: Vec<u32>,
@@ -669,7 +668,7 @@ fn step(
 }
 
 /// The start of the first stop string that ends after byte `before` of `text`.
-pub(super) fn find_stop(text: &[u8], before: usize, stops: &[String]) -> Option<usize> {
+fn find_stop(text: &[u8], before: usize, stops: &[String]) -> Option<usize> {
     stops
         .iter()
         .filter_map(|stop| {
