@@ -72,9 +72,9 @@ pub struct LlamaCppConfig {
     pub reuse_prefixes: bool,
     /// Tokens per `llama_decode` call for prompts (logical batch).
     pub n_batch: u32,
-    /// llama.cpp's flash-attention kernel; on by default. Without it, decoding on this CPU
-    /// backend is 2.2x (one sequence) to 3.5x (a group of 8) faster at 1,500 tokens of context
-    /// (`bench model --no-flash-attention`), but llama.cpp's batched and one-token attention
+    /// llama.cpp's flash-attention kernel; on by default. Without it, decoding at 1,500 tokens
+    /// of context was 2.2x (one sequence) to 3.5x (a group of 8) faster on an earlier CPU and
+    /// no faster on a Sapphire Rapids Xeon (`bench model --no-flash-attention`), but llama.cpp's batched and one-token attention
     /// paths then round differently: `score` and the sampling log-probs disagreed by up to 0.22
     /// nats on SmolLM2, where with the kernel they agree exactly. Turn it off only where
     /// nothing compares those log-probs.
