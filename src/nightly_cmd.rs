@@ -19,9 +19,12 @@ use serde_json::Value;
 #[command(after_help = "Stages: gather, curriculum, rollouts, train, eval_promoted, eval_candidate, \
     gate, consolidate, report. Each finished stage is recorded in memory; run the command again \
     after a kill and the night resumes at the first unfinished stage. Sizes come from the policy's \
-    [nightly] section; --quick uses a small plan (6 train tasks, 16 eval items per suite, 2-turn \
-    runs of 128-token turns) meant to finish in about half an hour on 2 quiet cores. The exit code is 0 whether the candidate \
-    is promoted or rejected.")]
+    [nightly] section. With promotion.target_suite = \"any\" (the default) the night trains every \
+    family in nightly.families that has room to grow: the curriculum puts each at its lowest level \
+    not yet passed 75% of the time and shares the train items by how mixed their outcomes are; \
+    a named target trains its own family. --quick is the demo: the toy family, scored on toy and \
+    arith, with a small plan (6 train tasks, 16 eval items per suite, 2-turn runs of 128-token \
+    turns). The exit code is 0 whether the candidate is promoted or rejected.")]
 pub struct NightlyArgs {
     /// A policy TOML file ([training], [promotion] and [nightly] sections; default: the
     /// built-in preset).
@@ -31,7 +34,7 @@ pub struct NightlyArgs {
     /// evaluations; a stage already running is finished.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     budget: Option<Duration>,
-    /// A small plan for a demo (about 30 minutes on 2 cores).
+    /// The demo: the toy family with a small plan (about 7 minutes on 2 cores).
     #[arg(long)]
     quick: bool,
     /// Print one JSON object: before, after, decision, evidence, report.
@@ -143,6 +146,14 @@ fn print_summary(s: &Value) {
         }
     }
     println!("decision  {} ({})", s["decision"].as_str().unwrap_or("-"), s["reason"].as_str().unwrap_or(""));
+    let picks: Vec<String> = s["curriculum"].as_array().into_iter().flatten().filter(|p| p["items"].as_u64().unwrap_or(0) > 0).map(|p| format!("{} L{} x{}", p["family"].as_str().unwrap_or("?"), p["level"], p["items"])).collect();
+    if !picks.is_empty() {
+        println!("trained   {}", picks.join(", "));
+    }
+    for u in s["user_tasks"].as_array().into_iter().flatten() {
+        let prompt: String = u["prompt"].as_str().unwrap_or("").chars().take(60).collect();
+        println!("retried   {} {}/{} \"{prompt}\"", u["task_id"].as_str().unwrap_or("?"), u["passed"], u["attempts"]);
+    }
     if let Some(stages) = s["stage_seconds"].as_object() {
         let times: Vec<String> = stages.iter().map(|(k, v)| format!("{k} {:.0}s", v.as_f64().unwrap_or(0.0))).collect();
         println!("stages    {}", times.join(", "));

@@ -38,7 +38,16 @@ pub struct RunArgs {
     /// hold a small model to the code-block format). Recorded as part of the reply.
     #[arg(long, value_name = "TEXT")]
     reply_prefix: Option<String>,
-    /// Print one JSON object: run_id, status, answer, turns, subcalls, tokens, duration_ms.
+    /// The expected answer: the run is rewarded by a verifier (1 if the answer matches) and
+    /// stored as a task the next night tries again and trains on if it failed.
+    #[arg(long, value_name = "ANSWER")]
+    expect: Option<String>,
+    /// How --expect is checked: `numeric` (the last number, within 1e-6), `exact` (after
+    /// trimming and case-folding) or `contains`.
+    #[arg(long, value_name = "KIND", default_value = "numeric", requires = "expect", value_parser = ["numeric", "exact", "contains"])]
+    verifier: String,
+    /// Print one JSON object: run_id, status, answer, turns, subcalls, tokens, duration_ms,
+    /// reward (with --expect).
     #[arg(long)]
     json: bool,
     /// The task.
@@ -110,7 +119,26 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
         b.println(msg.clone());
         b.set_message(msg);
     })));
-    let task = TaskInput { reply_prefix: args.reply_prefix.clone(), ..TaskInput::new(args.task.clone(), context) };
+    let mut task = TaskInput { reply_prefix: args.reply_prefix.clone(), ..TaskInput::new(args.task.clone(), context.clone()) };
+    if let Some(expect) = &args.expect {
+        // A user's task with a verifier: stored with its answer spec, so a failure is retried by
+        // the next night (`nightly`'s curriculum) and trained on.
+        let item = autodidact_evals::Item {
+            id: String::new(),
+            family: "user".into(),
+            prompt: args.task.clone(),
+            context: context.as_str().map(str::to_owned),
+            answer: expect.clone(),
+            verifier: autodidact_evals::VerifierKind::parse(&args.verifier).expect("clap allows only known verifiers"),
+            check: None,
+            split: autodidact_memory::Split::Train,
+            parent_id: None,
+            hint: None,
+            level: 0,
+        };
+        task.answer_spec = item.answer_spec();
+        task.reward = Some(Arc::new(autodidact_evals::Verifier::new(&item, None)));
+    }
     let outcome = agent.run(task).await?;
     bar.finish_and_clear();
     store.flush().await?;
@@ -125,6 +153,7 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
                 "subcalls": outcome.subcalls,
                 "tokens": outcome.tokens,
                 "duration_ms": outcome.duration.as_secs_f64() * 1e3,
+                "reward": outcome.reward,
             })
         );
     } else {
@@ -137,6 +166,9 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
                 };
                 eprintln!("no answer: {}{why}", stop.name());
             }
+        }
+        if let Some(r) = outcome.reward {
+            eprintln!("verified: {}", if r >= 1.0 { "correct" } else { "wrong (the next night tries it again)" });
         }
         if let Some(id) = &outcome.run_id {
             eprintln!("run {id}: {} turns, {} sub-calls, {} tokens, {:.1}s (autodidact memory show {id})", outcome.turns, outcome.subcalls, outcome.tokens, outcome.duration.as_secs_f64());

@@ -14,7 +14,7 @@ use crate::suite::{Item, Suite, VerifierKind};
 use crate::{Error, Result};
 
 /// The built-in suite names.
-pub const BUILTIN: &[&str] = &["arith", "integrals", "niah", "countdown", "toy", "gsm8k"];
+pub const BUILTIN: &[&str] = &["arith", "integrals", "niah", "countdown", "toy", "gsm8k", "wordproblems", "game24"];
 
 /// How many eval items train generation checks against.
 pub const EVAL_GUARD: usize = 2000;
@@ -45,6 +45,8 @@ pub fn generate(name: &str, split: Split, n: usize) -> Result<Suite> {
         "integrals" => integrals,
         "countdown" => countdown,
         "niah" => niah,
+        "wordproblems" => wordproblems_mixed,
+        "game24" => game24_four,
         "gsm8k" => return gsm8k(split, n),
         other => return Err(Error::UnknownSuite(other.to_owned())),
     };
@@ -72,11 +74,11 @@ pub fn generate(name: &str, split: Split, n: usize) -> Result<Suite> {
 }
 
 fn item(family: &str, prompt: String, answer: String, verifier: VerifierKind) -> Item {
-    Item { id: String::new(), family: family.into(), prompt, context: None, answer, verifier, check: None, split: Split::Eval, parent_id: None, hint: None }
+    Item { id: String::new(), family: family.into(), prompt, context: None, answer, verifier, check: None, split: Split::Eval, parent_id: None, hint: None, level: 0 }
 }
 
 /// Small sums and products: the family the trainer learns first.
-fn toy(r: &mut Rng, _: usize) -> Item {
+pub(crate) fn toy(r: &mut Rng, _: usize) -> Item {
     let (a, b) = (r.range(2, 20), r.range(2, 20));
     let (op, v) = match r.below(3) {
         0 => ("+", a + b),
@@ -92,7 +94,7 @@ pub fn toy_item(expr: &str, value: i64) -> Item {
 }
 
 /// Multi-step integer arithmetic with Python's `//` and `%`, best done in the REPL.
-fn arith(r: &mut Rng, _: usize) -> Item {
+pub(crate) fn arith(r: &mut Rng, _: usize) -> Item {
     let (a, b, c, d, e) = (r.range(100, 999), r.range(11, 99), r.range(100, 9999), r.range(3, 19), r.range(10, 99));
     let (expr, v) = match r.below(4) {
         0 => (format!("({a} * {b} - {c}) // {d} + {e}"), floor_div(a * b - c, d) + e),
@@ -215,10 +217,12 @@ pub fn integrals_item(integrand: &str, antiderivative: &str) -> Item {
     it
 }
 
-/// The `check` of a countdown item: the answer uses the numbers at most once each, with
-/// `+ - * /` and parentheses only, and equals the target exactly.
+/// The `check` of a countdown item: the answer uses the numbers at most once each (exactly
+/// once each when `ALL`, as in the Game of 24), with `+ - * /` and parentheses only, and
+/// equals the target exactly.
 const COUNTDOWN_CHECK: &str = r#"NUMBERS = __NUMBERS__
 TARGET = __TARGET__
+ALL = __ALL__
 
 def check(answer: str) -> bool:
     import ast
@@ -258,19 +262,85 @@ def check(answer: str) -> bool:
         if u not in pool:
             return False
         pool.remove(u)
+    if ALL and pool:
+        return False
     return value == TARGET
 "#;
 
 /// The `check` source for a countdown item.
 pub fn countdown_check(numbers: &[i64], target: i64) -> String {
-    COUNTDOWN_CHECK.replace("__NUMBERS__", &format!("{numbers:?}")).replace("__TARGET__", &target.to_string())
+    COUNTDOWN_CHECK.replace("__NUMBERS__", &format!("{numbers:?}")).replace("__TARGET__", &target.to_string()).replace("__ALL__", "False")
 }
 
-/// Reach a target with some of the given numbers.
+/// The `check` source for a Game of 24 item: every number exactly once, equal to 24.
+pub fn game24_check(numbers: &[i64]) -> String {
+    COUNTDOWN_CHECK.replace("__NUMBERS__", &format!("{numbers:?}")).replace("__TARGET__", "24").replace("__ALL__", "True")
+}
+
+/// The Game of 24 with four cards: the eval split's shape.
+fn game24_four(r: &mut Rng, _: usize) -> Item {
+    game24(r, 4)
+}
+
+/// The Game of 24 with `cards` numbers from 1 to 13: use each exactly once to make 24. Only
+/// solvable draws are kept; the reference is one solution found by search.
+pub(crate) fn game24(r: &mut Rng, cards: usize) -> Item {
+    loop {
+        let numbers: Vec<i64> = (0..cards).map(|_| r.range(1, 13)).collect();
+        let Some(solution) = solve24(&numbers) else { continue };
+        let prompt = format!(
+            "Use each of the numbers {numbers:?} exactly once, with + - * / and parentheses, to write an expression equal to 24. Answer with the expression only."
+        );
+        let mut it = item("game24", prompt, solution, VerifierKind::Python);
+        it.check = Some(game24_check(&numbers));
+        return it;
+    }
+}
+
+/// One expression over all of `numbers` equal to 24, by exhaustive search over exact fractions.
+pub fn solve24(numbers: &[i64]) -> Option<String> {
+    let start: Vec<((i64, i64), String)> = numbers.iter().map(|&n| ((n, 1), n.to_string())).collect();
+    search24(&start)
+}
+
+fn search24(xs: &[((i64, i64), String)]) -> Option<String> {
+    if xs.len() == 1 {
+        let ((n, d), e) = &xs[0];
+        return (*d != 0 && *n == 24 * *d).then(|| e.clone());
+    }
+    for i in 0..xs.len() {
+        for j in 0..xs.len() {
+            if i == j {
+                continue;
+            }
+            let rest: Vec<_> = xs.iter().enumerate().filter(|(k, _)| *k != i && *k != j).map(|(_, x)| x.clone()).collect();
+            let (((a, b), ea), ((c, d), ec)) = (&xs[i], &xs[j]);
+            let mut options = vec![((a * d + c * b, b * d), format!("({ea} + {ec})")), ((a * d - c * b, b * d), format!("({ea} - {ec})")), ((a * c, b * d), format!("{ea} * {ec}"))];
+            if *c != 0 {
+                options.push(((a * d, b * c), format!("{ea} / ({ec})")));
+            }
+            for (v, e) in options {
+                let mut next = rest.clone();
+                next.push((v, e));
+                if let Some(found) = search24(&next) {
+                    return Some(found);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Reach a target with some of the given numbers (three or four of them are needed).
 fn countdown(r: &mut Rng, _: usize) -> Item {
+    countdown_using(r, None)
+}
+
+/// A countdown item whose reference uses `count` of the four numbers (`None`: three or four).
+pub(crate) fn countdown_using(r: &mut Rng, count: Option<usize>) -> Item {
     loop {
         let numbers: Vec<i64> = (0..4).map(|_| if r.below(4) == 0 { [25, 50, 75, 100][r.below(4) as usize] } else { r.range(1, 10) }).collect();
-        let count = 3 + r.below(2) as usize;
+        let count = count.unwrap_or_else(|| 3 + r.below(2) as usize);
         let mut order: Vec<i64> = numbers.clone();
         r.shuffle(&mut order);
         let (mut value, mut expr) = (order[0], order[0].to_string());
@@ -311,22 +381,65 @@ fn niah(r: &mut Rng, i: usize) -> Item {
     let name = r.pick(NAMES);
     let number = r.range(1_000_000, 9_999_999);
     let needle = format!("The magic number for {name} is {number}. ");
+    let prompt = format!("The context is a long text. Somewhere in it is the magic number for {name}. What is that number? Answer with the number only.");
+    haystack_item(r, size, &needle, prompt, number)
+}
+
+/// A train needle of one of several formats and keys, in a haystack of level `level`'s size
+/// (1: 8 KB ... 5: 1 MB).
+pub(crate) fn niah_varied(r: &mut Rng, level: u32) -> Item {
+    let size = NIAH_SIZES[(level.max(1) as usize - 1).min(NIAH_SIZES.len() - 1)];
+    let name = r.pick(NAMES);
+    let number = r.range(1_000_000, 9_999_999);
+    let (needle, what) = match r.below(5) {
+        0 => (format!("The magic number for {name} is {number}. "), format!("the magic number for {name}")),
+        1 => (format!("{name}'s locker code is {number}. "), format!("{name}'s locker code")),
+        2 => {
+            let account = format!("ACC-{}", r.range(1000, 9999));
+            (format!("[ledger] account={account} balance={number}\n"), format!("the balance of account {account}"))
+        }
+        3 => {
+            let (adj, noun) = (r.pick(ADJ), r.pick(NOUN));
+            (format!("The {adj} {noun} vault opens with the passcode {number}. "), format!("the passcode of the {adj} {noun} vault"))
+        }
+        _ => (format!("{{\"user\": \"{name}\", \"pin\": {number}}}\n"), format!("the pin of the user {name} (in a JSON record)")),
+    };
+    let prompt = format!("The context is a long text. Somewhere in it is {what}. What is that number? Answer with the number only.");
+    let mut it = haystack_item(r, size, &needle, prompt, number);
+    it.level = level;
+    it
+}
+
+/// `needle` placed at a random point of filler sentences of `size` bytes.
+fn haystack_item(r: &mut Rng, size: usize, needle: &str, prompt: String, number: i64) -> Item {
     let at = r.below(size as u64) as usize;
     let mut hay = String::with_capacity(size + 200);
     let mut placed = false;
     while hay.len() < size {
         if !placed && hay.len() >= at {
-            hay.push_str(&needle);
+            hay.push_str(needle);
             placed = true;
         }
         hay.push_str(&format!("The {} {} {} the {} {}. ", r.pick(ADJ), r.pick(NOUN), r.pick(VERB), r.pick(ADJ), r.pick(NOUN)));
     }
     if !placed {
-        hay.push_str(&needle);
+        hay.push_str(needle);
     }
-    let prompt = format!("The context is a long text. Somewhere in it is the magic number for {name}. What is that number? Answer with the number only.");
     let mut it = item("niah", prompt, number.to_string(), VerifierKind::Numeric);
     it.context = Some(hay);
+    it
+}
+
+/// Word problems in the GSM8K style, one to four steps, cycled by item index.
+fn wordproblems_mixed(r: &mut Rng, i: usize) -> Item {
+    wordproblem_item(r, 1 + (i as u32 % crate::wordproblems::LEVELS))
+}
+
+/// A word problem of `level` (its number of steps).
+pub(crate) fn wordproblem_item(r: &mut Rng, level: u32) -> Item {
+    let (question, answer) = crate::wordproblems::wordproblem(r, level);
+    let mut it = item("wordproblems", question, answer.to_string(), VerifierKind::Numeric);
+    it.level = level;
     it
 }
 

@@ -1,13 +1,17 @@
 //! The promotion gate: a candidate adapter replaces the promoted one only when the target
 //! suite improves by at least `promotion.min_gain`, with a paired bootstrap over items whose
 //! one-sided interval must stay above zero, and no suite regresses by more than
-//! `promotion.max_regression`. The decision carries its evidence (scores, intervals, n).
+//! `promotion.max_regression`. The decision carries its evidence (scores, intervals, n). A
+//! night that trains several families sets the target to [`ANY`].
 
 use autodidact_policies::PromotionPolicy;
 use serde::Serialize;
 
 use crate::builtin::Rng;
 use crate::harness::Report;
+
+/// `promotion.target_suite = "any"`: promote on the suite that gained most confidently.
+pub const ANY: &str = "any";
 
 /// One suite's per-item scores under the promoted adapter (or base) and the candidate.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,12 +66,30 @@ pub struct Decision {
 }
 
 /// Applies the gate. Items are paired by id; items scored under only one side are ignored.
+///
+/// With `target_suite = "any"`, the target is the suite whose gain is most confidently
+/// positive, and every interval is widened for the number of suites that could have been
+/// chosen (Bonferroni: confidence `1 - (1 - c) / m` over `m` scored suites), so trying many
+/// suites does not make a lucky one more likely to pass.
 pub fn decide(suites: &[SuiteComparison], policy: &PromotionPolicy, seed: u64) -> Decision {
+    let any = policy.target_suite == ANY;
+    let mut policy = policy.clone();
+    if any {
+        let m = suites.iter().filter(|s| !s.candidate.is_empty() && !s.promoted.is_empty()).count().max(1);
+        policy.confidence = 1.0 - (1.0 - policy.confidence) / m as f64;
+    }
+    let policy = &policy;
     let mut evidence: Vec<SuiteEvidence> = suites.iter().map(|s| compare(s, policy, seed)).collect();
-    evidence.sort_by_key(|e| e.suite != policy.target_suite);
+    let target_name = if any {
+        evidence.iter().filter(|e| e.n > 0).max_by(|a, b| a.delta_low.total_cmp(&b.delta_low).then(b.suite.cmp(&a.suite))).map_or_else(String::new, |e| e.suite.clone())
+    } else {
+        policy.target_suite.clone()
+    };
+    evidence.sort_by_key(|e| e.suite != target_name);
     let reject = |reason: String, evidence: Vec<SuiteEvidence>| Decision { promote: false, reason, evidence };
-    let Some(target) = evidence.iter().find(|e| e.suite == policy.target_suite && e.n > 0) else {
-        return reject(format!("the target suite `{}` was not evaluated under both adapters", policy.target_suite), evidence);
+    let Some(target) = evidence.iter().find(|e| e.suite == target_name && e.n > 0) else {
+        let reason = if any { "no suite was evaluated under both adapters".to_owned() } else { format!("the target suite `{}` was not evaluated under both adapters", policy.target_suite) };
+        return reject(reason, evidence);
     };
     if target.delta < policy.min_gain {
         return reject(format!("`{}` gained {:+.3}, less than promotion.min_gain = {}", target.suite, target.delta, policy.min_gain), evidence);

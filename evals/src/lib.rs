@@ -6,7 +6,10 @@
 //! - [`verify`]: the four verifiers. `python` checks run in the sandbox, never on the host.
 //! - [`bench`]: eval items per minute, one prompt at a time against continuous batching.
 //! - [`builtin`]: seeded generators for the built-in suites (`arith`, `integrals`, `niah`,
-//!   `countdown`, `toy`) and the GSM8K test set from the bootstrap.
+//!   `countdown`, `toy`, `wordproblems`, `game24`) and the GSM8K test set from the bootstrap.
+//! - [`families`]: the trainable families and their difficulty levels (train items only);
+//!   [`wordproblems`] and [`calculus`] generate two of them.
+//! - [`curriculum`]: which families and levels a night trains on, from their pass rates.
 //! - [`passk`]: the unbiased pass@k estimator.
 //! - [`gate`]: the promotion gate (paired bootstrap over items).
 //! - [`harness`]: runs a suite, stores every run and the eval record in memory.
@@ -17,6 +20,9 @@
 
 pub mod bench;
 pub mod builtin;
+pub mod calculus;
+pub mod curriculum;
+pub mod families;
 pub mod gate;
 pub mod harness;
 pub mod ladder;
@@ -25,6 +31,7 @@ pub mod report;
 pub mod suite;
 pub mod toy;
 pub mod verify;
+pub mod wordproblems;
 
 mod error;
 

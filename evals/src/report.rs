@@ -278,6 +278,10 @@ fn nights_html(nights: &[(autodidact_memory::Night, Vec<autodidact_memory::Night
         if let Some(train) = stages.iter().find(|s| s.stage == "train") {
             let _ = write!(h, "<p class=meta>signals: {}</p>", esc(&train.output["signals"].to_string()));
         }
+        let rollouts = stages.iter().find(|s| s.stage == "rollouts").map(|s| &s.output);
+        if let Some(c) = stages.iter().find(|s| s.stage == "curriculum") {
+            h.push_str(&curriculum_html(&c.output, rollouts));
+        }
         // Scores of the promoted adapter that an earlier night measured on the same weights,
         // items and settings, reused instead of run again.
         if let Some(promoted) = stages.iter().find(|s| s.stage == "eval_promoted") {
@@ -293,6 +297,49 @@ fn nights_html(nights: &[(autodidact_memory::Night, Vec<autodidact_memory::Night
         }
         let times: Vec<String> = stages.iter().map(|s| format!("{} {:.0} s", s.stage, (s.finished_ms - s.started_ms) as f64 / 1e3)).collect();
         let _ = write!(h, "<p class=meta>stage times: {}</p>", esc(&times.join(" · ")));
+    }
+    h
+}
+
+/// The curriculum's choices (family, level, items, why) beside tonight's unhinted rollout
+/// results at that family and level, and the users' tasks tried again, by name.
+fn curriculum_html(c: &serde_json::Value, rollouts: Option<&serde_json::Value>) -> String {
+    let mut h = String::new();
+    let groups = rollouts.and_then(|r| r["groups"].as_array()).cloned().unwrap_or_default();
+    let tally = |family: &str, level: &serde_json::Value| {
+        let runs: Vec<&serde_json::Value> = groups
+            .iter()
+            .filter(|g| g["family"] == family && &g["level"] == level)
+            .flat_map(|g| g["runs"].as_array().into_iter().flatten())
+            .filter(|r| r[2] != serde_json::Value::Bool(true))
+            .collect();
+        let passed = runs.iter().filter(|r| r[1].as_f64().unwrap_or(0.0) >= 1.0).count();
+        (passed, runs.len())
+    };
+    if let Some(picks) = c["picks"].as_array() {
+        h.push_str("<table><tr><th>family</th><th>level</th><th>items</th><th>why</th><th>tonight's rollouts</th></tr>");
+        for p in picks {
+            let family = p["family"].as_str().unwrap_or("");
+            let (passed, n) = tally(family, &p["level"]);
+            let tonight = if n == 0 { "-".to_owned() } else { format!("{passed}/{n}") };
+            let _ = write!(h, "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", esc(family), p["level"], p["items"], esc(p["reason"].as_str().unwrap_or("")), tonight);
+        }
+        h.push_str("</table>");
+    }
+    let users: Vec<String> = c["user_tasks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|u| {
+            let (passed, n) = groups.iter().find(|g| g["item"] == u["item"]).map_or((0, 0), |g| {
+                let runs: Vec<&serde_json::Value> = g["runs"].as_array().into_iter().flatten().filter(|r| r[2] != serde_json::Value::Bool(true)).collect();
+                (runs.iter().filter(|r| r[1].as_f64().unwrap_or(0.0) >= 1.0).count(), runs.len())
+            });
+            format!("{} \"{}\": {passed}/{n}", short(u["task_id"].as_str().unwrap_or("")), trim(u["prompt"].as_str().unwrap_or(""), 80))
+        })
+        .collect();
+    if !users.is_empty() {
+        let _ = write!(h, "<p class=meta>users' failed tasks tried again: {}</p>", esc(&users.join(" · ")));
     }
     h
 }

@@ -7,8 +7,9 @@
 //! ```
 //!
 //! `context` (a string bound as `context` in the REPL) and `split` (`eval` by default) are
-//! optional, and so are `parent_id` (the memory task a LADDER variant came from) and `hint` (a
-//! partial-solution prefix the first reply starts with; train items only). `answer` may
+//! optional, and so are `parent_id` (the memory task a LADDER variant came from), `hint` (a
+//! partial-solution prefix the first reply starts with; train items only) and `level` (the
+//! difficulty within the family, 1 the easiest). `answer` may
 //! be a JSON string or number. Unknown fields are ignored, so other
 //! tools can annotate lines. Every error names the file and the line.
 
@@ -82,6 +83,9 @@ pub struct Item {
     /// A partial-solution prefix (Scaf-GRPO's hint): the agent's first reply starts with it.
     /// For train items only; the nightly adds it when a group had no success.
     pub hint: Option<String>,
+    /// The difficulty level within its family (1 is the easiest); 0 when the family has no
+    /// levels. The nightly curriculum tracks pass rates per family and level.
+    pub level: u32,
 }
 
 impl Item {
@@ -103,12 +107,15 @@ impl Item {
         if let Some(h) = &self.hint {
             v["hint"] = json!(h);
         }
+        if self.level > 0 {
+            v["level"] = json!(self.level);
+        }
         v.to_string()
     }
 
     /// The answer and verifier as stored with the task in memory (the context is not).
     pub fn answer_spec(&self) -> Value {
-        json!({"answer": self.answer, "verifier": self.verifier.name(), "check": self.check, "item_id": self.id})
+        json!({"answer": self.answer, "verifier": self.verifier.name(), "check": self.check, "item_id": self.id, "level": self.level})
     }
 }
 
@@ -201,8 +208,13 @@ fn parse_item(obj: &Map<String, Value>) -> Result<Item, String> {
     };
     let parent_id = text("parent_id", false)?;
     let hint = text("hint", false)?;
+    let level = match obj.get("level") {
+        None | Some(Value::Null) => 0,
+        Some(Value::Number(n)) if n.as_u64().is_some_and(|l| l <= 100) => n.as_u64().unwrap_or(0) as u32,
+        Some(other) => return Err(format!("`level` must be a whole number from 0 to 100, not {other}")),
+    };
     if hint.is_some() && split == Split::Eval {
         return Err("`hint` is for train items only: a hinted eval item would not measure the model".into());
     }
-    Ok(Item { id, family, prompt, context, answer, verifier, check, split, parent_id, hint })
+    Ok(Item { id, family, prompt, context, answer, verifier, check, split, parent_id, hint, level })
 }

@@ -57,3 +57,23 @@ fn items_are_paired_by_id_and_decisions_are_reproducible() {
     assert_eq!(d.evidence[0].n, 20);
     assert_eq!(d, decide(&[s], &policy(), 7));
 }
+
+#[test]
+fn any_target_judges_the_most_confident_gain_with_a_wider_interval() {
+    let any = PromotionPolicy { target_suite: autodidact_evals::gate::ANY.into(), ..policy() };
+    let suites = [suite("toy", 50, 10, 10), suite("integrals", 50, 5, 20), suite("gsm8k", 50, 10, 10)];
+    let d = decide(&suites, &any, 1);
+    assert!(d.promote, "{}", d.reason);
+    assert_eq!(d.evidence[0].suite, "integrals", "the judged suite comes first");
+    // Three suites could have been chosen: the interval is that of 1 - 0.1/3 confidence, wider
+    // than the named target's.
+    let named = decide(&suites, &PromotionPolicy { target_suite: "integrals".into(), ..policy() }, 1);
+    assert!(d.evidence[0].delta_low < named.evidence[0].delta_low, "{:?} vs {:?}", d.evidence[0], named.evidence[0]);
+    // A small gain on one of many suites is not enough, and a regression still rejects.
+    let small = [suite("toy", 30, 10, 10), suite("arith", 30, 10, 13), suite("niah", 30, 0, 0), suite("game24", 30, 0, 0)];
+    assert!(!decide(&small, &any, 1).promote);
+    let regress = [suite("integrals", 50, 5, 20), suite("arith", 50, 10, 8)];
+    let d = decide(&regress, &any, 1);
+    assert!(!d.promote && d.reason.contains("`arith` regressed"), "{}", d.reason);
+    assert!(!decide(&[], &any, 1).promote);
+}

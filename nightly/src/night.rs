@@ -30,8 +30,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use autodidact_evals::gate::{SuiteComparison, decide};
-use autodidact_evals::{HarnessOptions, Item, Report, Suite, builtin, run_suite};
+use autodidact_evals::curriculum::{self, Tallies};
+use autodidact_evals::gate::{ANY, SuiteComparison, decide};
+use autodidact_evals::{HarnessOptions, Item, Report, Suite, builtin, families, run_suite};
 use autodidact_memory::{AdapterStatus, NightStatus, Split, Store, now_ms};
 use autodidact_policies::Policy;
 use autodidact_runtime::model::llamacpp::{LlamaCppConfig, LlamaCppModel};
@@ -61,8 +62,12 @@ pub const HINT: &str = "```repl\nFINAL(";
 struct Plan {
     quick: bool,
     seed: u64,
+    /// The suite that must improve, or `any` (`evals::gate::ANY`).
     target: String,
     suites: Vec<String>,
+    /// The families the curriculum trains (empty in plans from before families: the target's).
+    #[serde(default)]
+    families: Vec<String>,
     eval_items: usize,
     eval_turns: u32,
     #[serde(default = "default_turn_tokens")]
@@ -106,14 +111,22 @@ impl Plan {
     fn new(options: &NightOptions) -> Plan {
         let policy = &options.policy;
         let n = &policy.nightly;
-        let target = policy.promotion.target_suite.clone();
-        let mut suites = vec![target.clone()];
+        let mut target = policy.promotion.target_suite.clone();
+        let mut suites: Vec<String> = if target == ANY { Vec::new() } else { vec![target.clone()] };
         suites.extend(n.suites.iter().filter(|s| **s != target).cloned());
+        let mut families = if target == ANY { n.families.clone() } else { families::measured_by(&target).map(|f| vec![f.name.to_owned()]).unwrap_or_default() };
+        if options.quick && target == ANY {
+            // The demo: the toy family, scored on toy and arith.
+            target = "toy".into();
+            suites = vec!["toy".into(), "arith".into()];
+            families = vec!["toy".into()];
+        }
         let mut plan = Plan {
             quick: options.quick,
             seed: options.seed,
             target,
             suites,
+            families,
             eval_items: n.eval_items,
             eval_turns: Policy::preset_eval().recursion.max_iterations,
             turn_tokens: Policy::preset_eval().budget.turn_tokens,
@@ -261,7 +274,9 @@ impl Night {
                     writer.end_night(&open.id, NightStatus::Failed, json!({"reason": "abandoned with --fresh"})).await?.committed().await?;
                     events(NightEvent::Note(format!("abandoned night {}", open.id)));
                 }
-                let mut plan = Plan::new(&options);
+                let plan = Plan::new(&options);
+                check_plan(&plan)?;
+                let mut plan = plan;
                 plan.model_sha256 = Some(crate::adapters::sha256_file(&options.model_path)?);
                 let id = writer.begin_night(serde_json::to_value(&plan)?).await?.committed().await?;
                 events(NightEvent::Note(format!("night {id}: target `{}`, suites {:?}", plan.target, plan.suites)));
@@ -443,24 +458,79 @@ async fn gather(night: &Night) -> Result<Value> {
     }))
 }
 
+/// A new night's plan must name known families and suites.
+fn check_plan(plan: &Plan) -> Result<()> {
+    if plan.families.is_empty() {
+        return Err(Error::Invalid(format!("the target suite `{}` is no trainable family's eval suite; name a family's suite or use `any`", plan.target)));
+    }
+    for f in &plan.families {
+        families::family(f)?;
+    }
+    for s in &plan.suites {
+        if !builtin::BUILTIN.contains(&s.as_str()) {
+            return Err(Error::Invalid(format!("nightly.suites: `{s}` is not a built-in suite ({})", builtin::BUILTIN.join(", "))));
+        }
+    }
+    Ok(())
+}
+
+/// The families a plan trains: its own list, or for plans from before families, the target's.
+fn plan_families(plan: &Plan) -> Vec<String> {
+    if !plan.families.is_empty() {
+        return plan.families.clone();
+    }
+    families::measured_by(&plan.target).map(|f| vec![f.name.to_owned()]).unwrap_or_default()
+}
+
+/// Unhinted attempts and successes per family and level, from the rollouts of the last
+/// `nights` finished nights.
+async fn tallies(night: &Night, nights: usize) -> Result<Tallies> {
+    let mut t = Tallies::new();
+    let finished = night.store.nights(50).await?.into_iter().filter(|n| n.status == NightStatus::Finished && n.id != night.id).take(nights);
+    for n in finished {
+        for st in night.store.night_stages(&n.id).await? {
+            if st.stage != "rollouts" {
+                continue;
+            }
+            for g in st.output["groups"].as_array().into_iter().flatten() {
+                let (Some(family), Some(level)) = (g["family"].as_str(), g["level"].as_u64()) else { continue };
+                let tally = t.entry((family.to_owned(), level as u32)).or_default();
+                for run in g["runs"].as_array().into_iter().flatten().filter(|r| r[2] != json!(true)) {
+                    tally.attempts += 1;
+                    tally.successes += u32::from(run[1].as_f64().unwrap_or(0.0) >= 1.0);
+                }
+            }
+        }
+    }
+    Ok(t)
+}
+
 async fn curriculum(night: &Night) -> Result<Value> {
     let plan = &night.plan;
-    // Fresh train items: a different window of the target family's train split every night.
+    // Where each family stands: its frontier level and tonight's share of the train items.
+    let names = plan_families(plan);
+    let fams: Vec<&families::Family> = names.iter().filter_map(|n| families::family(n).ok()).collect();
+    let picks = curriculum::plan(&fams, &tallies(night, 3).await?, plan.train_tasks);
+    for p in &picks {
+        night.say(&format!("curriculum: {} level {}: {} items ({})", p.family, p.level, p.items, p.reason));
+    }
+    // Fresh train items: a different window of each family's level every night. They are
+    // regenerated from (family, level, skip, n) by the rollouts, not stored: a haystack is 1 MB.
     let nights_done = night.store.nights(100_000).await?.iter().filter(|n| n.status == NightStatus::Finished).count();
-    let skip = (nights_done * plan.train_tasks + plan.seed as usize * 7) % 5000;
-    let mut fresh = builtin::generate(&plan.target, Split::Train, skip + plan.train_tasks)?;
-    fresh.items.drain(..skip.min(fresh.items.len()));
-    // LADDER variants under the day's failed train tasks whose family LADDER can rewrite.
+    let skip = nights_done * plan.train_tasks.max(8) + plan.seed as usize * 7;
+    let fresh: Vec<Value> = picks.iter().filter(|p| p.items > 0).map(|p| json!({"family": p.family, "level": p.level, "skip": skip, "n": p.items})).collect();
+    // The day's failed train tasks: users' tasks with a verifier are tried again; those whose
+    // family LADDER can rewrite also get variant trees.
     let mut seeds = Vec::new();
+    let mut retried = Vec::new();
     for id in night.out("gather")["failed_train_tasks"].as_array().into_iter().flatten().filter_map(Value::as_str) {
-        if seeds.len() >= plan.curriculum_tasks {
-            break;
-        }
         let task = night.store.task(id).await?;
-        if let Ok(item) = crate::ttrl::item_of(&task) {
-            if builtin::core_expression(&item).is_some() {
-                seeds.push(Item { parent_id: Some(task.id.clone()), ..item });
-            }
+        let Ok(item) = crate::ttrl::item_of(&task) else { continue };
+        if retried.len() < plan.curriculum_tasks.max(4) && !item.id.contains("-train-") {
+            retried.push(Item { id: format!("user-{}", task.id), parent_id: Some(task.id.clone()), split: Split::Train, ..item.clone() });
+        }
+        if seeds.len() < plan.curriculum_tasks && builtin::core_expression(&item).is_some() {
+            seeds.push(Item { parent_id: Some(task.id.clone()), ..item });
         }
     }
     let mut variants = Vec::new();
@@ -480,18 +550,47 @@ async fn curriculum(night: &Night) -> Result<Value> {
         night.use_adapter(promoted(night).1.as_deref()).await?;
         let agent = night.agent(night.rollout_policy(), "nightly-ladder")?;
         let seeds_suite = Suite { name: "nightly-seeds".into(), items: seeds.clone() };
-        let report = autodidact_evals::ladder::run_ladder(agent, night.model.clone(), &seeds_suite, &opts).await?;
-        variants = report.nodes.into_iter().map(|n| n.item).collect();
+        // A family whose variants cannot be made must not stop the night.
+        match autodidact_evals::ladder::run_ladder(agent, night.model.clone(), &seeds_suite, &opts).await {
+            Ok(report) => variants = report.nodes.into_iter().map(|n| n.item).collect(),
+            Err(e) => night.say(&format!("curriculum: LADDER failed ({}); going on without variants", error_chain(&Error::from(e)))),
+        }
     }
-    let items: Vec<Item> = fresh.items.into_iter().chain(variants.iter().cloned()).collect();
-    let suite = Suite { name: format!("nightly-{}", plan.target), items };
-    Ok(json!({"fresh": plan.train_tasks, "ladder_seeds": seeds.len(), "ladder_variants": variants.len(), "suite": suite.to_jsonl()}))
+    let items: Vec<Item> = retried.iter().cloned().chain(variants.iter().cloned()).collect();
+    let suite = Suite { name: "nightly-curriculum".into(), items };
+    let user_tasks: Vec<Value> = retried.iter().map(|i| json!({"task_id": i.parent_id, "item": i.id, "prompt": i.prompt})).collect();
+    Ok(json!({
+        "picks": picks, "fresh": fresh, "fresh_items": picks.iter().map(|p| p.items).sum::<usize>(),
+        "user_tasks": user_tasks, "ladder_seeds": seeds.len(), "ladder_variants": variants.len(), "suite": suite.to_jsonl(),
+    }))
+}
+
+/// The items a night rolls out: the curriculum's fresh items, regenerated, then its suite.
+fn curriculum_items(night: &Night) -> Result<Vec<Item>> {
+    let c = night.out("curriculum");
+    let mut items = Vec::new();
+    for f in c["fresh"].as_array().into_iter().flatten() {
+        let (family, level) = (f["family"].as_str().unwrap_or_default(), f["level"].as_u64().unwrap_or(1) as u32);
+        let (skip, n) = (f["skip"].as_u64().unwrap_or(0) as usize, f["n"].as_u64().unwrap_or(0) as usize);
+        match families::train_items(family, level, skip, n) {
+            Ok(made) => items.extend(made),
+            Err(e) => night.say(&format!("curriculum: family {family} level {level} failed to generate ({e}); skipped")),
+        }
+    }
+    let text = c["suite"].as_str().unwrap_or_default();
+    if !text.trim().is_empty() {
+        items.extend(Suite::parse("nightly-curriculum", "curriculum", text)?.items);
+    }
+    Ok(items)
 }
 
 async fn rollouts(night: &Night) -> Result<Value> {
     let plan = &night.plan;
-    let text = night.out("curriculum")["suite"].as_str().unwrap_or_default().to_owned();
-    let suite = Suite::parse(&format!("nightly-{}", plan.target), "curriculum", &text)?;
+    let items = curriculum_items(night)?;
+    if items.is_empty() {
+        return Err(Error::Invalid("the curriculum chose no train items (every family mastered?); nothing to roll out".into()));
+    }
+    let suite = Suite { name: format!("nightly-{}", plan.target), items };
     let (promoted_id, promoted_path) = promoted(night);
     night.use_adapter(promoted_path.as_deref()).await?;
     let agent = night.agent(night.rollout_policy(), "nightly-rollouts")?;
@@ -507,7 +606,7 @@ async fn rollouts(night: &Night) -> Result<Value> {
         if plan.hints && r.counts().1 == 0 {
             retry.push(Item { hint: Some(HINT.to_owned()), ..item.clone() });
         }
-        groups.push(json!({"item": item.id, "task_id": r.task_id, "prompt": item.prompt, "runs": runs}));
+        groups.push(json!({"item": item.id, "task_id": r.task_id, "prompt": item.prompt, "family": item.family, "level": item.level, "runs": runs}));
     }
     night.say(&format!("rollouts: pass rate {:.3}; {} groups without a success", report.pass_at_1, retry.len()));
     let mut hinted_rate = Value::Null;
@@ -528,8 +627,10 @@ async fn rollouts(night: &Night) -> Result<Value> {
 
 /// One rollout group as trainer input: the agent's first-turn messages for the task (without
 /// any hint) and each attempt's first model turn with the attempt's reward.
-async fn train_group(night: &Night, agent: &Agent, g: &Value) -> Result<Option<(TrainGroup, (usize, usize))>> {
-    let task = TaskInput::new(g["prompt"].as_str().unwrap_or_default(), Value::Null);
+async fn train_group(night: &Night, agent: &Agent, g: &Value, context: Option<&String>) -> Result<Option<(TrainGroup, (usize, usize))>> {
+    // The agent's first messages describe the context (its length and start): rebuild them with
+    // the context the attempts saw.
+    let task = TaskInput::new(g["prompt"].as_str().unwrap_or_default(), context.map_or(Value::Null, |c| Value::String(c.clone())));
     let messages: Vec<Message> = agent.first_messages(&task).await;
     let mut completions = Vec::new();
     let mut prompt_tokens = Vec::new();
@@ -580,8 +681,9 @@ async fn train(night: &Night) -> Result<Value> {
     let agent = night.agent(night.rollout_policy(), "nightly-train")?;
     let mut groups = Vec::new();
     let (mut hinted_successes, mut partial_rewards) = (0, 0);
+    let contexts: HashMap<String, String> = curriculum_items(night)?.into_iter().filter_map(|i| Some((i.id, i.context?))).collect();
     for g in night.out("rollouts")["groups"].as_array().into_iter().flatten() {
-        if let Some((tg, (h, p))) = train_group(night, &agent, g).await? {
+        if let Some((tg, (h, p))) = train_group(night, &agent, g, g["item"].as_str().and_then(|id| contexts.get(id))).await? {
             hinted_successes += h;
             partial_rewards += p;
             groups.push(tg);
@@ -732,7 +834,9 @@ async fn gate(night: &Night) -> Result<Value> {
         .iter()
         .map(|s| SuiteComparison { suite: s.clone(), promoted: rates(&before[s]), candidate: rates(&after[s]) })
         .collect();
-    let decision = decide(&comparisons, &night.policy.promotion, night.plan.seed);
+    // The plan's target (a resumed night keeps its own).
+    let promotion = autodidact_policies::PromotionPolicy { target_suite: night.plan.target.clone(), ..night.policy.promotion.clone() };
+    let decision = decide(&comparisons, &promotion, night.plan.seed);
     let candidate = night.out("train")["candidate_id"].as_str().unwrap_or_default().to_owned();
     let status = if decision.promote { AdapterStatus::Promoted } else { AdapterStatus::Rejected };
     night.store.writer().set_adapter_status(&candidate, status).await?.committed().await?;
@@ -775,8 +879,22 @@ async fn report(night: &Night) -> Result<Value> {
     Ok(json!({"path": path.display().to_string()}))
 }
 
+/// The users' failed tasks the night tried again, by name, with tonight's unhinted results.
+fn user_tasks(night: &Night) -> Value {
+    let groups = night.out("rollouts")["groups"].as_array().cloned().unwrap_or_default();
+    let tasks: Vec<Value> = night.out("curriculum")["user_tasks"].as_array().into_iter().flatten().map(|u| {
+        let g = groups.iter().find(|g| g["item"] == u["item"]);
+        let runs: Vec<&Value> = g.and_then(|g| g["runs"].as_array()).into_iter().flatten().filter(|r| r[2] != json!(true)).collect();
+        let passed = runs.iter().filter(|r| r[1].as_f64().unwrap_or(0.0) >= 1.0).count();
+        json!({"task_id": u["task_id"], "prompt": u["prompt"], "attempts": runs.len(), "passed": passed})
+    }).collect();
+    json!(tasks)
+}
+
 fn summary(night: &Night) -> Value {
-    let target = &night.plan.target;
+    // With `any`, the suite the gate judged on (its evidence lists it first).
+    let judged = night.out("gate")["evidence"][0]["suite"].as_str().map(str::to_owned);
+    let target = if night.plan.target == ANY { judged.as_ref().unwrap_or(&night.plan.target) } else { &night.plan.target };
     let side = |stage: &str| {
         let s = &night.out(stage)["suites"];
         let by_suite: serde_json::Map<String, Value> = night.plan.suites.iter().map(|n| (n.clone(), s[n]["pass_at_1"].clone())).collect();
@@ -791,6 +909,8 @@ fn summary(night: &Night) -> Value {
         "reason": gate["reason"],
         "evidence": {"gate": gate["evidence"], "signals": night.out("train")["signals"], "rollouts": {"pass_rate": night.out("rollouts")["pass_rate"], "hinted_pass_rate": night.out("rollouts")["hinted_pass_rate"]}},
         "candidate": night.out("train")["candidate_id"],
+        "curriculum": night.out("curriculum")["picks"],
+        "user_tasks": user_tasks(night),
         "generation": night.out("consolidate")["generation"],
         "report": night.out("report")["path"],
         "seconds": night.started.elapsed().as_secs_f64(),

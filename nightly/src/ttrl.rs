@@ -75,6 +75,7 @@ pub fn item_of(task: &autodidact_memory::Task) -> Result<Item> {
         split: task.spec.split,
         parent_id: None,
         hint: None,
+        level: spec["level"].as_u64().unwrap_or(0) as u32,
     })
 }
 

@@ -286,7 +286,8 @@ impl Default for ExperiencePolicy {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PromotionPolicy {
-    /// The suite that must improve (`promotion.target_suite`).
+    /// The suite that must improve (`promotion.target_suite`), or `any`: the suite that
+    /// improved most confidently, with the confidence corrected for the number of suites.
     pub target_suite: String,
     /// The least pass@1 gain on the target suite, as a fraction (0.05 = 5 points).
     pub min_gain: f64,
@@ -300,7 +301,7 @@ pub struct PromotionPolicy {
 
 impl Default for PromotionPolicy {
     fn default() -> Self {
-        Self { target_suite: "toy".into(), min_gain: 0.05, max_regression: 0.01, confidence: 0.9, bootstrap_samples: 2000 }
+        Self { target_suite: "any".into(), min_gain: 0.05, max_regression: 0.01, confidence: 0.9, bootstrap_samples: 2000 }
     }
 }
 
@@ -312,6 +313,10 @@ pub struct NightlyPolicy {
     /// The registered eval suites: every candidate is scored on each (`promotion.target_suite`
     /// is added when missing). Built-in names (`nightly.suites`).
     pub suites: Vec<String>,
+    /// The families a night trains when `promotion.target_suite = "any"`: the curriculum
+    /// shares the night's train items among those with room to grow (`nightly.families`). A
+    /// named target suite trains its own family alone.
+    pub families: Vec<String>,
     /// Eval-split items per suite (`nightly.eval_items`).
     pub eval_items: usize,
     /// Fresh train-split items of the target family rolled out each night (`nightly.train_tasks`).
@@ -336,8 +341,9 @@ pub struct NightlyPolicy {
 impl Default for NightlyPolicy {
     fn default() -> Self {
         Self {
-            suites: vec!["toy".into(), "arith".into()],
-            eval_items: 40,
+            suites: ["toy", "arith", "wordproblems", "gsm8k", "integrals", "niah", "countdown", "game24"].map(String::from).to_vec(),
+            families: ["toy", "arith", "wordproblems", "integrals", "niah", "countdown", "game24"].map(String::from).to_vec(),
+            eval_items: 24,
             train_tasks: 24,
             curriculum_tasks: 4,
             group_size: 4,
@@ -557,6 +563,12 @@ impl Policy {
         }
         if n.suites.iter().any(|s| s.trim().is_empty()) {
             return Err(invalid("nightly.suites", "suite names must not be empty".into()));
+        }
+        if n.families.iter().any(|s| s.trim().is_empty()) {
+            return Err(invalid("nightly.families", "family names must not be empty".into()));
+        }
+        if p.target_suite == "any" && n.families.is_empty() {
+            return Err(invalid("nightly.families", "must name at least one family when promotion.target_suite = \"any\"".into()));
         }
         if b.continuations.iter().any(|c| c.is_empty()) {
             return Err(invalid("budget.continuations", "continuation strings must not be empty".into()));
