@@ -137,6 +137,8 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
             level: 0,
         };
         task.answer_spec = item.answer_spec();
+        // The context is not stored with the task: a night cannot try such a task again.
+        task.answer_spec["has_context"] = json!(!context.is_null());
         task.reward = Some(Arc::new(autodidact_evals::Verifier::new(&item, None)));
     }
     let outcome = agent.run(task).await?;

@@ -191,3 +191,40 @@ async fn openapi_documents_every_route() {
     }
     assert!(documented >= 17, "{documented} operations documented");
 }
+
+#[tokio::test]
+async fn a_task_with_an_expected_answer_is_rewarded_and_kept_for_the_night() {
+    let dir = scratch("serve-expect");
+    let db = format!("sqlite://{}", dir.join("m.db").display());
+    let model = script(&dir, "replies.txt", &[fin("51"), fin("51")]);
+    let s = Server::start(&dir, &db, &["--model", &model, "--max-concurrent", "1"], &[]);
+    let c = reqwest::Client::new();
+    let (code, _) = call(c.put(s.url("/agents/calc")).json(&json!({}))).await;
+    assert_eq!(code, 201);
+    let (code, e) = call(c.post(s.url("/agents/calc/runs")).json(&json!({"task": "17 * 3?", "expect": {"answer": 51, "verifier": "regex"}}))).await;
+    assert_eq!(code, 400, "{e}");
+    assert!(e["error"]["message"].as_str().unwrap().contains("numeric, exact or contains"), "{e}");
+    let (code, e) = call(c.post(s.url("/agents/calc/runs")).json(&json!({"task": "17 * 3?", "expect": {"answer": ""}}))).await;
+    assert_eq!(code, 400, "{e}");
+    let mut ids = Vec::new();
+    for answer in [json!(51), json!("52")] {
+        let (code, sub) = call(c.post(s.url("/agents/calc/runs")).json(&json!({"task": "What is 17 times 3?", "expect": {"answer": answer}}))).await;
+        assert_eq!(code, 202, "{sub}");
+        let id = sub["id"].as_str().unwrap().to_owned();
+        let run = wait_final(&c, &s, &id, Duration::from_secs(120)).await;
+        assert_eq!(run["answer"], "51", "{run}");
+        ids.push(run["run_id"].as_str().unwrap().to_owned());
+    }
+    drop(s);
+    // The runs carry their verifier's reward, and their tasks the answer spec a night reads.
+    let store = autodidact_memory::Store::open(&db).await.unwrap();
+    let runs = store.runs(10).await.unwrap();
+    for (run_id, want) in ids.iter().zip([1.0, 0.0]) {
+        let r = runs.iter().find(|r| &r.run.id == run_id).unwrap();
+        assert_eq!(r.run.reward, Some(want), "{run_id}");
+        let task = store.task(&r.run.spec.task_id).await.unwrap();
+        assert_eq!(task.spec.answer_spec["verifier"], "numeric");
+        assert_eq!(task.spec.split, autodidact_memory::Split::Train);
+    }
+    store.close().await.unwrap();
+}

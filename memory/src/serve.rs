@@ -234,18 +234,20 @@ impl Store {
         Ok(exec(self.pool(), "deleting an agent", q).await? > 0)
     }
 
-    /// Queues a task for `agent`. When this returns, the submission is committed.
-    pub async fn submit(&self, agent: &str, task: &str, context: &serde_json::Value) -> Result<Submission> {
+    /// Queues a task for `agent`, to run as the memory task `task_id` when given (a task that
+    /// carries its verifier). When this returns, the submission is committed.
+    pub async fn submit(&self, agent: &str, task: &str, context: &serde_json::Value, task_id: Option<&str>) -> Result<Submission> {
         let id = new_id();
         let q = sqlx::query(
-            "INSERT INTO serve_submissions (id, agent, task, context, status, attempts, created_ms) \
-             VALUES ($1, $2, $3, $4, 'queued', 0, $5)",
+            "INSERT INTO serve_submissions (id, agent, task, context, status, attempts, created_ms, task_id) \
+             VALUES ($1, $2, $3, $4, 'queued', 0, $5, $6)",
         )
         .bind(&id)
         .bind(agent)
         .bind(task)
         .bind(context.to_string())
-        .bind(now_ms());
+        .bind(now_ms())
+        .bind(task_id);
         exec(self.pool(), "queueing a submission", q).await?;
         self.submission(&id).await?.ok_or_else(|| Error::NotFound { what: "submission", id })
     }

@@ -526,6 +526,10 @@ async fn curriculum(night: &Night) -> Result<Value> {
     for id in night.out("gather")["failed_train_tasks"].as_array().into_iter().flatten().filter_map(Value::as_str) {
         let task = night.store.task(id).await?;
         let Ok(item) = crate::ttrl::item_of(&task) else { continue };
+        // Its context was not stored: the task cannot be asked again as it was.
+        if task.spec.answer_spec["has_context"] == json!(true) {
+            continue;
+        }
         if retried.len() < plan.curriculum_tasks.max(4) && !item.id.contains("-train-") {
             retried.push(Item { id: format!("user-{}", task.id), parent_id: Some(task.id.clone()), split: Split::Train, ..item.clone() });
         }

@@ -7,7 +7,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use autodidact_memory::{Submission, SubmissionStatus};
+use autodidact_memory::{NewTask, Split, Submission, SubmissionStatus};
 use autodidact_policies::Policy;
 use autodidact_runtime::model::ModelSpec;
 use axum::extract::{Path, Query, State};
@@ -161,6 +161,22 @@ struct SubmitBody {
     task: String,
     #[serde(default)]
     context: Value,
+    #[serde(default)]
+    expect: Option<Expect>,
+}
+
+/// The expected answer of a submitted task: its run is rewarded, and a failure is tried again
+/// and trained on by the next night.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Expect {
+    answer: Value,
+    #[serde(default = "numeric")]
+    verifier: String,
+}
+
+fn numeric() -> String {
+    "numeric".into()
 }
 
 fn context_chars(v: &Value) -> Result<usize, ApiError> {
@@ -193,8 +209,26 @@ async fn submit(State(app): AppState, Path(name): Path<String>, ApiJson(body): A
     if queued as usize >= app.config.max_queued {
         return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("the queue is full ({queued} waiting); try again later")));
     }
+    // A task with an expected answer becomes a memory task with its verifier first, and the
+    // submission runs as it.
+    let task_id = match &body.expect {
+        None => None,
+        Some(e) => {
+            let answer = match &e.answer {
+                Value::String(s) if !s.trim().is_empty() => s.clone(),
+                Value::Number(n) => n.to_string(),
+                _ => return Err(ApiError::bad("`expect.answer` must be a non-empty string or a number")),
+            };
+            if !["numeric", "exact", "contains"].contains(&e.verifier.as_str()) {
+                return Err(ApiError::bad(format!("`expect.verifier` must be numeric, exact or contains, not {:?}", e.verifier)));
+            }
+            let spec = json!({"answer": answer, "verifier": e.verifier, "check": null, "item_id": null, "has_context": !body.context.is_null()});
+            let task = NewTask { family: "user".into(), prompt: body.task.clone(), context_ref: None, answer_spec: spec, split: Split::Train, parent_id: None, difficulty: None, source: format!("serve:{name}") };
+            Some(app.store.writer().add_task(task).await?.committed().await?)
+        }
+    };
     // Committed before the answer: an acknowledged submission survives kill -9.
-    let sub = app.store.submit(&name, &body.task, &body.context).await?;
+    let sub = app.store.submit(&name, &body.task, &body.context, task_id.as_deref()).await?;
     app.queue.wake();
     let location = format!("/runs/{}", sub.id);
     let body = json!({"id": sub.id, "status": sub.status.as_str(), "agent": sub.agent, "links": {"self": location, "events": format!("{location}/events"), "view": format!("/view/runs/{}", sub.id)}});

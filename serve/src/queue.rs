@@ -168,9 +168,28 @@ async fn run_submission(app: &Arc<App>, sub: &Submission) -> crate::Result<(Opti
     }
     let runner = Arc::new(runner);
     let mut input = TaskInput::new(sub.task.clone(), sub.context.clone());
-    input.task_id = Some(task_id);
+    input.task_id = Some(task_id.clone());
     input.source = format!("serve:{}", agent.name);
     input.adapter_id = adapter_id;
+    // A task submitted with an expected answer is rewarded by its verifier (no sandbox: only
+    // numeric, exact and contains are accepted by the API).
+    let spec = app.store.task(&task_id).await?.spec.answer_spec;
+    if let Some(kind) = spec["verifier"].as_str().and_then(autodidact_evals::VerifierKind::parse) {
+        let item = autodidact_evals::Item {
+            id: task_id.clone(),
+            family: "user".into(),
+            prompt: sub.task.clone(),
+            context: None,
+            answer: spec["answer"].as_str().unwrap_or_default().to_owned(),
+            verifier: kind,
+            check: None,
+            split: Split::Train,
+            parent_id: None,
+            hint: None,
+            level: 0,
+        };
+        input.reward = Some(Arc::new(autodidact_evals::Verifier::new(&item, None)));
+    }
     let outcome = runner.run(input).await?;
     Ok((outcome.run_id, outcome.stop, outcome.answer))
 }
