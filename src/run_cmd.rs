@@ -135,6 +135,7 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
             parent_id: None,
             hint: None,
             level: 0,
+            solution: None,
         };
         task.answer_spec = item.answer_spec();
         // The context is not stored with the task: a night cannot try such a task again.

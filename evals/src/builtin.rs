@@ -74,7 +74,7 @@ pub fn generate(name: &str, split: Split, n: usize) -> Result<Suite> {
 }
 
 fn item(family: &str, prompt: String, answer: String, verifier: VerifierKind) -> Item {
-    Item { id: String::new(), family: family.into(), prompt, context: None, answer, verifier, check: None, split: Split::Eval, parent_id: None, hint: None, level: 0 }
+    Item { id: String::new(), family: family.into(), prompt, context: None, answer, verifier, check: None, split: Split::Eval, parent_id: None, hint: None, level: 0, solution: None }
 }
 
 /// Small sums and products: the family the trainer learns first.
@@ -90,7 +90,14 @@ pub(crate) fn toy(r: &mut Rng, _: usize) -> Item {
 
 /// A `toy` item asking for `expr`, whose value is `value`.
 pub fn toy_item(expr: &str, value: i64) -> Item {
-    item("toy", format!("What is {expr}?"), value.to_string(), VerifierKind::Numeric)
+    let mut it = item("toy", format!("What is {expr}?"), value.to_string(), VerifierKind::Numeric);
+    it.solution = Some(repl(&format!("FINAL({expr})")));
+    it
+}
+
+/// A reply holding one REPL block with `code`.
+fn repl(code: &str) -> String {
+    format!("```repl\n{code}\n```")
 }
 
 /// Multi-step integer arithmetic with Python's `//` and `%`, best done in the REPL.
@@ -108,7 +115,9 @@ pub(crate) fn arith(r: &mut Rng, _: usize) -> Item {
 /// An `arith` item asking for `expr`, whose value is `value`.
 pub fn arith_item(expr: &str, value: i64) -> Item {
     let prompt = format!("Compute {expr}. Use Python's meaning of the operators: // is floor division and % is the remainder.");
-    item("arith", prompt, value.to_string(), VerifierKind::Numeric)
+    let mut it = item("arith", prompt, value.to_string(), VerifierKind::Numeric);
+    it.solution = Some(repl(&format!("FINAL({expr})")));
+    it
 }
 
 /// The expression at the heart of a built-in `toy`, `arith` or `integrals` prompt (what LADDER
@@ -214,6 +223,8 @@ pub fn integrals_item(integrand: &str, antiderivative: &str) -> Item {
     let prompt = format!("Find an antiderivative F(x) of f(x) = {integrand}. Answer with the expression for F(x) in SymPy syntax, without the constant.");
     let mut it = item("integrals", prompt, antiderivative.to_owned(), VerifierKind::Python);
     it.check = Some(integral_check(integrand));
+    // Let sympy integrate it in the REPL.
+    it.solution = Some(repl(&format!("import sympy as sp\nx = sp.Symbol('x')\nF = sp.integrate(sp.sympify({integrand:?}), x)\nFINAL(str(F))")));
     it
 }
 
@@ -293,8 +304,17 @@ pub(crate) fn game24(r: &mut Rng, cards: usize) -> Item {
         );
         let mut it = item("game24", prompt, solution, VerifierKind::Python);
         it.check = Some(game24_check(&numbers));
+        it.solution = Some(search_solution(&numbers, 24, true));
         return it;
     }
+}
+
+/// A worked countdown or Game of 24 reply: a search over the numbers, in the REPL.
+fn search_solution(numbers: &[i64], target: i64, all: bool) -> String {
+    let done = if all { "len(xs) == 1 and xs[0][0] == T" } else { "any(v == T for v, _ in xs)" };
+    repl(&format!(
+        "from fractions import Fraction\nT = {target}\ndef solve(xs):\n    if {done}:\n        return next(e for v, e in xs if v == T)\n    for i, (a, ea) in enumerate(xs):\n        for j, (b, eb) in enumerate(xs):\n            if i == j:\n                continue\n            rest = [x for k, x in enumerate(xs) if k not in (i, j)]\n            for v, e in [(a + b, f'({{ea}} + {{eb}})'), (a - b, f'({{ea}} - {{eb}})'), (a * b, f'{{ea}} * {{eb}}')] + ([(a / b, f'{{ea}} / ({{eb}})')] if b else []):\n                found = solve(rest + [(v, e)])\n                if found:\n                    return found\nFINAL(solve([(Fraction(n), str(n)) for n in {numbers:?}]))"
+    ))
 }
 
 /// One expression over all of `numbers` equal to 24, by exhaustive search over exact fractions.
@@ -366,6 +386,7 @@ pub(crate) fn countdown_using(r: &mut Rng, count: Option<usize>) -> Item {
         );
         let mut it = item("countdown", prompt, expr, VerifierKind::Python);
         it.check = Some(countdown_check(&numbers, value));
+        it.solution = Some(search_solution(&numbers, value, false));
         return it;
     }
 }
@@ -382,7 +403,14 @@ fn niah(r: &mut Rng, i: usize) -> Item {
     let number = r.range(1_000_000, 9_999_999);
     let needle = format!("The magic number for {name} is {number}. ");
     let prompt = format!("The context is a long text. Somewhere in it is the magic number for {name}. What is that number? Answer with the number only.");
-    haystack_item(r, size, &needle, prompt, number)
+    let mut it = haystack_item(r, size, &needle, prompt, number);
+    it.solution = Some(search_context(&format!("magic number for {name} is (\\d+)")));
+    it
+}
+
+/// A worked NIAH reply: a regular expression over `context`, never reading all of it.
+fn search_context(pattern: &str) -> String {
+    repl(&format!("import re\nm = re.search(r\"\"\"{pattern}\"\"\", context)\nFINAL(m.group(1))"))
 }
 
 /// A train needle of one of several formats and keys, in a haystack of level `level`'s size
@@ -391,22 +419,24 @@ pub(crate) fn niah_varied(r: &mut Rng, level: u32) -> Item {
     let size = NIAH_SIZES[(level.max(1) as usize - 1).min(NIAH_SIZES.len() - 1)];
     let name = r.pick(NAMES);
     let number = r.range(1_000_000, 9_999_999);
-    let (needle, what) = match r.below(5) {
-        0 => (format!("The magic number for {name} is {number}. "), format!("the magic number for {name}")),
-        1 => (format!("{name}'s locker code is {number}. "), format!("{name}'s locker code")),
+    // The needle, what the question calls it, and a regular expression that finds it.
+    let (needle, what, pattern) = match r.below(5) {
+        0 => (format!("The magic number for {name} is {number}. "), format!("the magic number for {name}"), format!("magic number for {name} is (\\d+)")),
+        1 => (format!("{name}'s locker code is {number}. "), format!("{name}'s locker code"), format!("{name}'s locker code is (\\d+)")),
         2 => {
             let account = format!("ACC-{}", r.range(1000, 9999));
-            (format!("[ledger] account={account} balance={number}\n"), format!("the balance of account {account}"))
+            (format!("[ledger] account={account} balance={number}\n"), format!("the balance of account {account}"), format!("account={account} balance=(\\d+)"))
         }
         3 => {
             let (adj, noun) = (r.pick(ADJ), r.pick(NOUN));
-            (format!("The {adj} {noun} vault opens with the passcode {number}. "), format!("the passcode of the {adj} {noun} vault"))
+            (format!("The {adj} {noun} vault opens with the passcode {number}. "), format!("the passcode of the {adj} {noun} vault"), format!("{adj} {noun} vault opens with the passcode (\\d+)"))
         }
-        _ => (format!("{{\"user\": \"{name}\", \"pin\": {number}}}\n"), format!("the pin of the user {name} (in a JSON record)")),
+        _ => (format!("{{\"user\": \"{name}\", \"pin\": {number}}}\n"), format!("the pin of the user {name} (in a JSON record)"), format!("\"user\": \"{name}\", \"pin\": (\\d+)")),
     };
     let prompt = format!("The context is a long text. Somewhere in it is {what}. What is that number? Answer with the number only.");
     let mut it = haystack_item(r, size, &needle, prompt, number);
     it.level = level;
+    it.solution = Some(search_context(&pattern));
     it
 }
 
@@ -437,9 +467,10 @@ fn wordproblems_mixed(r: &mut Rng, i: usize) -> Item {
 
 /// A word problem of `level` (its number of steps).
 pub(crate) fn wordproblem_item(r: &mut Rng, level: u32) -> Item {
-    let (question, answer) = crate::wordproblems::wordproblem(r, level);
+    let (question, answer, solution) = crate::wordproblems::wordproblem_solved(r, level);
     let mut it = item("wordproblems", question, answer.to_string(), VerifierKind::Numeric);
     it.level = level;
+    it.solution = solution.map(|expr| repl(&format!("FINAL({expr})")));
     it
 }
 

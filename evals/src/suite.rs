@@ -9,7 +9,8 @@
 //! `context` (a string bound as `context` in the REPL) and `split` (`eval` by default) are
 //! optional, and so are `parent_id` (the memory task a LADDER variant came from), `hint` (a
 //! partial-solution prefix the first reply starts with; train items only) and `level` (the
-//! difficulty within the family, 1 the easiest). `answer` may
+//! difficulty within the family, 1 the easiest) and `solution` (a worked reply in the agent's
+//! protocol, which the nightly's `reference` teacher may run on train items). `answer` may
 //! be a JSON string or number. Unknown fields are ignored, so other
 //! tools can annotate lines. Every error names the file and the line.
 
@@ -86,6 +87,10 @@ pub struct Item {
     /// The difficulty level within its family (1 is the easiest); 0 when the family has no
     /// levels. The nightly curriculum tracks pass rates per family and level.
     pub level: u32,
+    /// A worked solution: a reply in the agent's protocol (a ```` ```repl ```` block that ends
+    /// with `FINAL(...)`). The nightly's `reference` teacher runs it through the agent on train
+    /// items no attempt solved; only a verified run is trained on.
+    pub solution: Option<String>,
 }
 
 impl Item {
@@ -109,6 +114,9 @@ impl Item {
         }
         if self.level > 0 {
             v["level"] = json!(self.level);
+        }
+        if let Some(s) = &self.solution {
+            v["solution"] = json!(s);
         }
         v.to_string()
     }
@@ -208,6 +216,7 @@ fn parse_item(obj: &Map<String, Value>) -> Result<Item, String> {
     };
     let parent_id = text("parent_id", false)?;
     let hint = text("hint", false)?;
+    let solution = text("solution", false)?;
     let level = match obj.get("level") {
         None | Some(Value::Null) => 0,
         Some(Value::Number(n)) if n.as_u64().is_some_and(|l| l <= 100) => n.as_u64().unwrap_or(0) as u32,
@@ -216,5 +225,5 @@ fn parse_item(obj: &Map<String, Value>) -> Result<Item, String> {
     if hint.is_some() && split == Split::Eval {
         return Err("`hint` is for train items only: a hinted eval item would not measure the model".into());
     }
-    Ok(Item { id, family, prompt, context, answer, verifier, check, split, parent_id, hint, level })
+    Ok(Item { id, family, prompt, context, answer, verifier, check, split, parent_id, hint, level, solution })
 }

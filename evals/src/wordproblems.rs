@@ -23,13 +23,21 @@ pub fn wordproblem(r: &mut Rng, level: u32) -> (String, i64) {
     (p.text, p.answer)
 }
 
+/// [`wordproblem`] with the arithmetic that solves it as a Python expression over the numbers
+/// of the text, when it has no percentage step (`None` then).
+pub fn wordproblem_solved(r: &mut Rng, level: u32) -> (String, i64, Option<String>) {
+    let p = generate(r, level);
+    // Every division is exact, so floor division gives the same whole number.
+    let python = (!p.formula.contains('%')).then(|| p.formula.replace('/', " // "));
+    (p.text, p.answer, python)
+}
+
 /// A generated problem with the formula that solves it.
 struct Problem {
     text: String,
     answer: i64,
     /// The solution over the numbers of the text: integers, `+ - * /`, parentheses and
     /// `a%b` for "a percent of b". One operator per step.
-    #[cfg_attr(not(test), allow(dead_code, reason = "read by the tests, which recompute the answer from it"))]
     formula: String,
 }
 

@@ -15,7 +15,7 @@ fn sandbox() -> Sandbox {
 }
 
 fn item(verifier: VerifierKind, answer: &str, check: Option<String>) -> Item {
-    Item { id: "t".into(), family: "f".into(), prompt: "p".into(), context: None, answer: answer.into(), verifier, check, split: Split::Eval, parent_id: None, hint: None, level: 0 }
+    Item { id: "t".into(), family: "f".into(), prompt: "p".into(), context: None, answer: answer.into(), verifier, check, split: Split::Eval, parent_id: None, hint: None, level: 0, solution: None }
 }
 
 async fn passes(item: &Item, given: &str) -> bool {

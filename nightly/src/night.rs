@@ -569,6 +569,36 @@ async fn curriculum(night: &Night) -> Result<Value> {
     }))
 }
 
+/// The policy's teacher on `items`: (item id, run id, verified) per run. `reference` runs each
+/// item's worked solution through the agent (a scripted reply, executed in the sandbox);
+/// `openai:URL#MODEL` runs the agent on that model. Runs attach to the items' tasks.
+async fn teach(night: &Night, items: &[Item], task_of: &HashMap<String, String>) -> Result<Vec<(String, String, bool)>> {
+    let teacher = night.policy.training.teacher.as_str();
+    let mut policy = night.eval_policy();
+    policy.recursion.max_iterations = night.plan.rollout_turns.max(2);
+    let memory = || MemoryLog { writer: night.store.writer(), store: night.store.clone() };
+    let mut reports = Vec::new();
+    if teacher == "reference" {
+        for item in items.iter().filter(|i| i.solution.is_some()) {
+            let model: Arc<dyn LanguageModel> = Arc::new(autodidact_runtime::model::scripted::ScriptedModel::from_text(item.solution.as_deref().unwrap_or_default(), "reference solution"));
+            let agent = Arc::new(Agent::new(model, night.sandbox.clone(), policy.clone())?.with_memory(memory()).with_name("nightly-teacher"));
+            let one = Suite { name: "nightly-teacher".into(), items: vec![item.clone()] };
+            reports.push(run_suite(agent, &one, &night.harness(1, None, task_of.clone())).await?);
+        }
+    } else {
+        let spec = autodidact_runtime::model::ModelSpec::parse(teacher)?;
+        let model = autodidact_runtime::model::open(&spec, &autodidact_runtime::model::OpenOptions::default()).await?;
+        let agent = Arc::new(Agent::new(model, night.sandbox.clone(), policy)?.with_memory(memory()).with_name("nightly-teacher"));
+        let suite = Suite { name: "nightly-teacher".into(), items: items.to_vec() };
+        reports.push(run_suite(agent, &suite, &night.harness(2, None, task_of.clone())).await?);
+    }
+    Ok(reports
+        .iter()
+        .flat_map(|r| r.items.iter())
+        .flat_map(|i| i.samples.iter().filter_map(|s| Some((i.id.clone(), s.run_id.clone()?, s.passed))))
+        .collect())
+}
+
 /// The items a night rolls out: the curriculum's fresh items, regenerated, then its suite.
 fn curriculum_items(night: &Night) -> Result<Vec<Item>> {
     let c = night.out("curriculum");
@@ -616,7 +646,7 @@ async fn rollouts(night: &Night) -> Result<Value> {
     let mut hinted_rate = Value::Null;
     if !retry.is_empty() {
         let hinted = Suite { name: suite.name.clone(), items: retry };
-        let h = run_suite(agent, &hinted, &night.harness(plan.group_size, promoted_id, task_of)).await?;
+        let h = run_suite(agent, &hinted, &night.harness(plan.group_size, promoted_id, task_of.clone())).await?;
         hinted_rate = json!(h.pass_at_1);
         for r in &h.items {
             if let Some(g) = groups.iter_mut().find(|g| g["item"] == r.id.as_str()) {
@@ -626,7 +656,36 @@ async fn rollouts(night: &Night) -> Result<Value> {
         }
         night.say(&format!("hinted retries: pass rate {:.3}", h.pass_at_1));
     }
-    Ok(json!({"items": suite.items.len(), "pass_rate": report.pass_at_1, "hinted_pass_rate": hinted_rate, "groups": groups}))
+    // A teacher on the items still without a success; its verified runs join their groups
+    // (flagged, so they never count as the student's pass rate).
+    let unsolved: Vec<Item> = suite
+        .items
+        .iter()
+        .filter(|it| groups.iter().find(|g| g["item"] == it.id.as_str()).is_some_and(|g| !g["runs"].as_array().into_iter().flatten().any(|r| r[1].as_f64().unwrap_or(0.0) >= 1.0)))
+        .cloned()
+        .collect();
+    let mut teacher = json!({"kind": night.policy.training.teacher, "items": unsolved.len(), "verified": 0});
+    if !unsolved.is_empty() && night.policy.training.teacher != "none" {
+        match teach(night, &unsolved, &task_of).await {
+            Ok(runs) => {
+                let verified = runs.iter().filter(|(_, _, passed)| *passed).count();
+                night.say(&format!("teacher ({}): {verified} of {} unsolved items verified", night.policy.training.teacher, unsolved.len()));
+                teacher["verified"] = json!(verified);
+                for (item, run_id, passed) in runs {
+                    if let Some(g) = groups.iter_mut().find(|g| g["item"] == item.as_str()) {
+                        g["runs"].as_array_mut().expect("runs is an array").push(json!([run_id, f64::from(u8::from(passed)), true, "teacher"]));
+                    }
+                }
+            }
+            Err(e) => {
+                // A teacher that is down must not stop the night.
+                let reason = error_chain(&e);
+                night.say(&format!("teacher ({}) failed: {reason}; going on without it", night.policy.training.teacher));
+                teacher["error"] = json!(reason);
+            }
+        }
+    }
+    Ok(json!({"items": suite.items.len(), "pass_rate": report.pass_at_1, "hinted_pass_rate": hinted_rate, "teacher": teacher, "groups": groups}))
 }
 
 /// One rollout group as trainer input: the agent's first-turn messages for the task (without
@@ -642,6 +701,10 @@ async fn train_group(night: &Night, agent: &Agent, g: &Value, context: Option<&S
     let mut partial_rewards = 0;
     for run in g["runs"].as_array().into_iter().flatten() {
         let (Some(run_id), Some(reward), hinted) = (run[0].as_str(), run[1].as_f64(), run[2].as_bool().unwrap_or(false)) else { continue };
+        // A teacher's run is trained on only when verified: its failures are not the student's.
+        if run[3] == "teacher" && reward < 1.0 {
+            continue;
+        }
         let steps = night.store.steps(run_id).await?;
         let Some(first) = steps.iter().find(|s| s.data.kind == autodidact_memory::StepKind::ModelTurn) else { continue };
         if first.data.output.trim().is_empty() {
@@ -652,7 +715,7 @@ async fn train_group(night: &Night, agent: &Agent, g: &Value, context: Option<&S
         if c.is_empty() {
             continue;
         }
-        hinted_successes += usize::from(hinted && reward >= 1.0);
+        hinted_successes += usize::from(hinted && reward >= 1.0 && run[3] != "teacher");
         // A partial reward, kept apart from correctness: a failed attempt whose first turn
         // wrote a code block that ran without an error followed the protocol.
         let ran = steps.iter().find(|s| s.data.kind == autodidact_memory::StepKind::CodeCell).is_some_and(|c| c.data.error.is_none());

@@ -76,6 +76,7 @@ pub fn item_of(task: &autodidact_memory::Task) -> Result<Item> {
         parent_id: None,
         hint: None,
         level: spec["level"].as_u64().unwrap_or(0) as u32,
+        solution: None,
     })
 }
 

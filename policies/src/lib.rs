@@ -100,6 +100,11 @@ pub struct TrainingPolicy {
     /// The largest rank of the one merged adapter that carries every promoted update; above it
     /// the merge is truncated by SVD (`training.merged_rank_cap`).
     pub merged_rank_cap: usize,
+    /// Who shows the way on train items no attempt solved, hinted or not (`training.teacher`):
+    /// `reference` (the items' worked solutions, run through the agent in the sandbox),
+    /// `openai:URL#MODEL` (an OpenAI-compatible server, R1-style distillation) or `none`. Only
+    /// verified runs are trained on, under the student's own prompt.
+    pub teacher: String,
 }
 
 impl Default for TrainingPolicy {
@@ -134,6 +139,7 @@ impl Default for TrainingPolicy {
             consolidation: Consolidation::Olora,
             consolidation_lambda: 1e-2,
             merged_rank_cap: 32,
+            teacher: "reference".into(),
         }
     }
 }
@@ -546,6 +552,10 @@ impl Policy {
         }
         if p.target_suite.trim().is_empty() {
             return Err(invalid("promotion.target_suite", "must name a suite".into()));
+        }
+        let teacher = self.training.teacher.as_str();
+        if !(teacher == "none" || teacher == "reference" || teacher.starts_with("openai:")) {
+            return Err(invalid("training.teacher", format!("{teacher:?} is not `none`, `reference` or `openai:URL#MODEL`")));
         }
         let n = &self.nightly;
         for (key, value) in [

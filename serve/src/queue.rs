@@ -187,6 +187,7 @@ async fn run_submission(app: &Arc<App>, sub: &Submission) -> crate::Result<(Opti
             parent_id: None,
             hint: None,
             level: 0,
+            solution: None,
         };
         input.reward = Some(Arc::new(autodidact_evals::Verifier::new(&item, None)));
     }
