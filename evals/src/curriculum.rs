@@ -46,6 +46,23 @@ impl Tally {
     pub fn rate(&self) -> Option<f64> {
         (self.attempts >= MIN_ATTEMPTS).then(|| f64::from(self.successes) / f64::from(self.attempts))
     }
+
+    /// The unhinted attempts of a night's rollout group record (`{"runs": [[run_id, reward,
+    /// hinted, ...], ...]}`): hinted and teacher runs are not the student's own.
+    pub fn of_group(group: &serde_json::Value) -> Tally {
+        let mut t = Tally::default();
+        for run in group["runs"].as_array().into_iter().flatten().filter(|r| r[2] != serde_json::Value::Bool(true)) {
+            t.attempts += 1;
+            t.successes += u32::from(run[1].as_f64().unwrap_or(0.0) >= 1.0);
+        }
+        t
+    }
+
+    /// Adds `other`'s attempts and successes.
+    pub fn add(&mut self, other: Tally) {
+        self.attempts += other.attempts;
+        self.successes += other.successes;
+    }
 }
 
 /// Tallies per (family, level).
@@ -124,6 +141,13 @@ mod tests {
 
     fn tallies(xs: &[(&str, u32, u32, u32)]) -> Tallies {
         xs.iter().map(|&(f, l, a, s)| ((f.to_owned(), l), Tally { attempts: a, successes: s })).collect()
+    }
+
+    #[test]
+    fn a_group_tally_counts_only_the_students_unhinted_attempts() {
+        let g = serde_json::json!({"runs": [["a", 1.0, false], ["b", 0.0, false], ["c", 1.0, true], ["d", 1.0, true, "teacher"], ["e", 0.1, false]]});
+        assert_eq!(Tally::of_group(&g), Tally { attempts: 3, successes: 1 });
+        assert_eq!(Tally::of_group(&serde_json::json!({})), Tally::default());
     }
 
     #[test]

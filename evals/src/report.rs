@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use autodidact_memory::{Adapter, EvalRecord, Store, Task, Transcript, iso8601};
 use plotters::prelude::*;
 
+use crate::curriculum::Tally;
 use crate::harness::now_ms;
 use crate::{Error, Result};
 
@@ -307,14 +308,9 @@ fn curriculum_html(c: &serde_json::Value, rollouts: Option<&serde_json::Value>) 
     let mut h = String::new();
     let groups = rollouts.and_then(|r| r["groups"].as_array()).cloned().unwrap_or_default();
     let tally = |family: &str, level: &serde_json::Value| {
-        let runs: Vec<&serde_json::Value> = groups
-            .iter()
-            .filter(|g| g["family"] == family && &g["level"] == level)
-            .flat_map(|g| g["runs"].as_array().into_iter().flatten())
-            .filter(|r| r[2] != serde_json::Value::Bool(true))
-            .collect();
-        let passed = runs.iter().filter(|r| r[1].as_f64().unwrap_or(0.0) >= 1.0).count();
-        (passed, runs.len())
+        let mut t = Tally::default();
+        groups.iter().filter(|g| g["family"] == family && &g["level"] == level).for_each(|g| t.add(Tally::of_group(g)));
+        (t.successes, t.attempts)
     };
     if let Some(picks) = c["picks"].as_array() {
         h.push_str("<table><tr><th>family</th><th>level</th><th>items</th><th>why</th><th>tonight's rollouts</th></tr>");
@@ -331,10 +327,8 @@ fn curriculum_html(c: &serde_json::Value, rollouts: Option<&serde_json::Value>) 
         .into_iter()
         .flatten()
         .map(|u| {
-            let (passed, n) = groups.iter().find(|g| g["item"] == u["item"]).map_or((0, 0), |g| {
-                let runs: Vec<&serde_json::Value> = g["runs"].as_array().into_iter().flatten().filter(|r| r[2] != serde_json::Value::Bool(true)).collect();
-                (runs.iter().filter(|r| r[1].as_f64().unwrap_or(0.0) >= 1.0).count(), runs.len())
-            });
+            let t = groups.iter().find(|g| g["item"] == u["item"]).map(Tally::of_group).unwrap_or_default();
+            let (passed, n) = (t.successes, t.attempts);
             format!("{} \"{}\": {passed}/{n}", short(u["task_id"].as_str().unwrap_or("")), trim(u["prompt"].as_str().unwrap_or(""), 80))
         })
         .collect();

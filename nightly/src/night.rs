@@ -30,7 +30,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use autodidact_evals::curriculum::{self, Tallies};
+use autodidact_evals::curriculum::{self, Tallies, Tally};
 use autodidact_evals::gate::{ANY, SuiteComparison, decide};
 use autodidact_evals::{HarnessOptions, Item, Report, Suite, builtin, families, run_suite};
 use autodidact_memory::{AdapterStatus, NightStatus, Split, Store, now_ms};
@@ -494,11 +494,7 @@ async fn tallies(night: &Night, nights: usize) -> Result<Tallies> {
             }
             for g in st.output["groups"].as_array().into_iter().flatten() {
                 let (Some(family), Some(level)) = (g["family"].as_str(), g["level"].as_u64()) else { continue };
-                let tally = t.entry((family.to_owned(), level as u32)).or_default();
-                for run in g["runs"].as_array().into_iter().flatten().filter(|r| r[2] != json!(true)) {
-                    tally.attempts += 1;
-                    tally.successes += u32::from(run[1].as_f64().unwrap_or(0.0) >= 1.0);
-                }
+                t.entry((family.to_owned(), level as u32)).or_default().add(Tally::of_group(g));
             }
         }
     }
@@ -950,10 +946,8 @@ async fn report(night: &Night) -> Result<Value> {
 fn user_tasks(night: &Night) -> Value {
     let groups = night.out("rollouts")["groups"].as_array().cloned().unwrap_or_default();
     let tasks: Vec<Value> = night.out("curriculum")["user_tasks"].as_array().into_iter().flatten().map(|u| {
-        let g = groups.iter().find(|g| g["item"] == u["item"]);
-        let runs: Vec<&Value> = g.and_then(|g| g["runs"].as_array()).into_iter().flatten().filter(|r| r[2] != json!(true)).collect();
-        let passed = runs.iter().filter(|r| r[1].as_f64().unwrap_or(0.0) >= 1.0).count();
-        json!({"task_id": u["task_id"], "prompt": u["prompt"], "attempts": runs.len(), "passed": passed})
+        let t = groups.iter().find(|g| g["item"] == u["item"]).map(Tally::of_group).unwrap_or_default();
+        json!({"task_id": u["task_id"], "prompt": u["prompt"], "attempts": t.attempts, "passed": t.successes})
     }).collect();
     json!(tasks)
 }
@@ -974,7 +968,7 @@ fn summary(night: &Night) -> Value {
         "after": side("eval_candidate"),
         "decision": gate["decision"],
         "reason": gate["reason"],
-        "evidence": {"gate": gate["evidence"], "signals": night.out("train")["signals"], "rollouts": {"pass_rate": night.out("rollouts")["pass_rate"], "hinted_pass_rate": night.out("rollouts")["hinted_pass_rate"]}},
+        "evidence": {"gate": gate["evidence"], "signals": night.out("train")["signals"], "rollouts": {"pass_rate": night.out("rollouts")["pass_rate"], "hinted_pass_rate": night.out("rollouts")["hinted_pass_rate"], "teacher": night.out("rollouts")["teacher"]}},
         "candidate": night.out("train")["candidate_id"],
         "curriculum": night.out("curriculum")["picks"],
         "user_tasks": user_tasks(night),

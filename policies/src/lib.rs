@@ -102,7 +102,8 @@ pub struct TrainingPolicy {
     pub merged_rank_cap: usize,
     /// Who shows the way on train items no attempt solved, hinted or not (`training.teacher`):
     /// `reference` (the items' worked solutions, run through the agent in the sandbox),
-    /// `openai:URL#MODEL` (an OpenAI-compatible server, R1-style distillation) or `none`. Only
+    /// `openai:URL#MODEL` (an OpenAI-compatible server, R1-style distillation), `scripted:PATH`
+    /// (replies from a file, for tests) or `none`. Only
     /// verified runs are trained on, under the student's own prompt.
     pub teacher: String,
 }
@@ -554,8 +555,8 @@ impl Policy {
             return Err(invalid("promotion.target_suite", "must name a suite".into()));
         }
         let teacher = self.training.teacher.as_str();
-        if !(teacher == "none" || teacher == "reference" || teacher.starts_with("openai:")) {
-            return Err(invalid("training.teacher", format!("{teacher:?} is not `none`, `reference` or `openai:URL#MODEL`")));
+        if !(teacher == "none" || teacher == "reference" || teacher.starts_with("openai:") || teacher.starts_with("scripted:")) {
+            return Err(invalid("training.teacher", format!("{teacher:?} is not `none`, `reference`, `openai:URL#MODEL` or `scripted:PATH`")));
         }
         let n = &self.nightly;
         for (key, value) in [
@@ -811,6 +812,9 @@ mod tests {
         .unwrap();
         assert_eq!(p.training.consolidation, Consolidation::Olora);
         assert_eq!((p.training.consolidation_lambda, p.training.merged_rank_cap), (0.5, 16));
+        assert_eq!(Policy::default().training.teacher, "reference");
+        assert!(Policy::parse("[training]\nteacher = \"openai:http://127.0.0.1:8080/v1#big\"\n", Path::new("x")).is_ok());
+        assert!(err("[training]\nteacher = \"gpt\"\n").contains("training.teacher"));
         let e = err("[training]\nconsolidation = \"ewc\"\n");
         assert!(e.starts_with("p.toml:2: key `training.consolidation`"), "{e}");
         let e = err("[training]\n\nconsolidation_lambda = -1.0\n");
