@@ -16,10 +16,11 @@ use clap::Args;
 
 /// `autodidact eval` arguments.
 #[derive(Args)]
-#[command(after_help = "Built-in suites: arith, integrals, niah, countdown, toy (generated from \
-    seeds; eval and train items never overlap) and gsm8k (the GSM8K test set, eval only). A suite \
-    file is JSONL: id, family, prompt, [context], answer, verifier (numeric|exact|contains|python), \
-    [check], [split]. The exit code is 0 whenever the harness worked, whatever the score.")]
+#[command(after_help = "Built-in suites: arith, integrals, niah, countdown, toy, wordproblems, \
+    game24 (generated from seeds; eval and train items never overlap) and gsm8k (the GSM8K test \
+    set, eval only). A suite file is JSONL: id, family, prompt, [context], answer, verifier \
+    (numeric|exact|contains|python), [check], [split], [level], [solution]. The exit code is 0 \
+    whenever the harness worked, whatever the score.")]
 pub struct EvalArgs {
     /// A built-in suite.
     #[arg(long, conflicts_with = "suite_file", required_unless_present = "suite_file")]
