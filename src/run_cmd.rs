@@ -123,20 +123,8 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
     if let Some(expect) = &args.expect {
         // A user's task with a verifier: stored with its answer spec, so a failure is retried by
         // the next night (`nightly`'s curriculum) and trained on.
-        let item = autodidact_evals::Item {
-            id: String::new(),
-            family: "user".into(),
-            prompt: args.task.clone(),
-            context: context.as_str().map(str::to_owned),
-            answer: expect.clone(),
-            verifier: autodidact_evals::VerifierKind::parse(&args.verifier).expect("clap allows only known verifiers"),
-            check: None,
-            split: autodidact_memory::Split::Train,
-            parent_id: None,
-            hint: None,
-            level: 0,
-            solution: None,
-        };
+        let kind = autodidact_evals::VerifierKind::parse(&args.verifier).expect("clap allows only known verifiers");
+        let item = autodidact_evals::Item::user(&args.task, expect, kind);
         task.answer_spec = item.answer_spec();
         // The context is not stored with the task: a night cannot try such a task again.
         task.answer_spec["has_context"] = json!(!context.is_null());

@@ -121,6 +121,47 @@ impl Item {
         v.to_string()
     }
 
+    /// A user's task with an expected answer (`autodidact run --expect`, `serve`'s `expect`): a
+    /// train item of family `user`, checked by `verifier` with no sandbox (numeric, exact or
+    /// contains).
+    pub fn user(prompt: &str, answer: &str, verifier: VerifierKind) -> Item {
+        Item {
+            id: String::new(),
+            family: "user".into(),
+            prompt: prompt.to_owned(),
+            context: None,
+            answer: answer.to_owned(),
+            verifier,
+            check: None,
+            split: Split::Train,
+            parent_id: None,
+            hint: None,
+            level: 0,
+            solution: None,
+        }
+    }
+
+    /// The item a stored task was made from, when its answer spec holds a verifier: the inverse
+    /// of [`Item::answer_spec`]. The context is not stored, so it is `None`.
+    pub fn from_task(task: &autodidact_memory::Task) -> Option<Item> {
+        let spec = &task.spec.answer_spec;
+        let verifier = spec["verifier"].as_str().and_then(VerifierKind::parse)?;
+        Some(Item {
+            id: spec["item_id"].as_str().filter(|id| !id.is_empty()).unwrap_or(&task.id).to_owned(),
+            family: task.spec.family.clone(),
+            prompt: task.spec.prompt.clone(),
+            context: None,
+            answer: spec["answer"].as_str().unwrap_or_default().to_owned(),
+            verifier,
+            check: spec["check"].as_str().map(str::to_owned),
+            split: task.spec.split,
+            parent_id: None,
+            hint: None,
+            level: spec["level"].as_u64().unwrap_or(0) as u32,
+            solution: None,
+        })
+    }
+
     /// The answer and verifier as stored with the task in memory (the context is not).
     pub fn answer_spec(&self) -> Value {
         json!({"answer": self.answer, "verifier": self.verifier.name(), "check": self.check, "item_id": self.id, "level": self.level})

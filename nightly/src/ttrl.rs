@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use autodidact_evals::ladder::{LadderOptions, run_ladder};
-use autodidact_evals::{Item, Suite, Verifier, VerifierKind};
+use autodidact_evals::{Item, Suite, Verifier};
 use autodidact_memory::{Split as MemSplit, Store};
 use autodidact_policies::Policy;
 use autodidact_runtime::model::llamacpp::{LlamaCppConfig, LlamaCppModel};
@@ -60,24 +60,7 @@ pub enum TtrlProgress {
 
 /// The suite item a stored task was made from (its answer spec holds the verifier).
 pub fn item_of(task: &autodidact_memory::Task) -> Result<Item> {
-    let spec = &task.spec.answer_spec;
-    let Some(verifier) = spec["verifier"].as_str().and_then(VerifierKind::parse) else {
-        return Err(Error::Invalid(format!("task {} has no verifier in its answer spec; TTRL needs a task from a suite", task.id)));
-    };
-    Ok(Item {
-        id: spec["item_id"].as_str().unwrap_or(&task.id).to_owned(),
-        family: task.spec.family.clone(),
-        prompt: task.spec.prompt.clone(),
-        context: None,
-        answer: spec["answer"].as_str().unwrap_or_default().to_owned(),
-        verifier,
-        check: spec["check"].as_str().map(str::to_owned),
-        split: task.spec.split,
-        parent_id: None,
-        hint: None,
-        level: spec["level"].as_u64().unwrap_or(0) as u32,
-        solution: None,
-    })
+    Item::from_task(task).ok_or_else(|| Error::Invalid(format!("task {} has no verifier in its answer spec; TTRL needs a task from a suite", task.id)))
 }
 
 fn ask(prompt: &str) -> [Message; 1] {

@@ -7,7 +7,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use autodidact_memory::{NewTask, Split, Submission, SubmissionStatus};
+use autodidact_memory::{NewTask, Submission, SubmissionStatus};
 use autodidact_policies::Policy;
 use autodidact_runtime::model::ModelSpec;
 use axum::extract::{Path, Query, State};
@@ -219,11 +219,15 @@ async fn submit(State(app): AppState, Path(name): Path<String>, ApiJson(body): A
                 Value::Number(n) => n.to_string(),
                 _ => return Err(ApiError::bad("`expect.answer` must be a non-empty string or a number")),
             };
-            if !["numeric", "exact", "contains"].contains(&e.verifier.as_str()) {
+            let kind = autodidact_evals::VerifierKind::parse(&e.verifier).filter(|k| *k != autodidact_evals::VerifierKind::Python);
+            let Some(kind) = kind else {
                 return Err(ApiError::bad(format!("`expect.verifier` must be numeric, exact or contains, not {:?}", e.verifier)));
-            }
-            let spec = json!({"answer": answer, "verifier": e.verifier, "check": null, "item_id": null, "has_context": !body.context.is_null()});
-            let task = NewTask { family: "user".into(), prompt: body.task.clone(), context_ref: None, answer_spec: spec, split: Split::Train, parent_id: None, difficulty: None, source: format!("serve:{name}") };
+            };
+            let item = autodidact_evals::Item::user(&body.task, &answer, kind);
+            let mut spec = item.answer_spec();
+            // The context is not stored with the task: a night cannot try such a task again.
+            spec["has_context"] = json!(!body.context.is_null());
+            let task = NewTask { family: item.family, prompt: item.prompt, context_ref: None, answer_spec: spec, split: item.split, parent_id: None, difficulty: None, source: format!("serve:{name}") };
             Some(app.store.writer().add_task(task).await?.committed().await?)
         }
     };

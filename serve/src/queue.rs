@@ -173,22 +173,7 @@ async fn run_submission(app: &Arc<App>, sub: &Submission) -> crate::Result<(Opti
     input.adapter_id = adapter_id;
     // A task submitted with an expected answer is rewarded by its verifier (no sandbox: only
     // numeric, exact and contains are accepted by the API).
-    let spec = app.store.task(&task_id).await?.spec.answer_spec;
-    if let Some(kind) = spec["verifier"].as_str().and_then(autodidact_evals::VerifierKind::parse) {
-        let item = autodidact_evals::Item {
-            id: task_id.clone(),
-            family: "user".into(),
-            prompt: sub.task.clone(),
-            context: None,
-            answer: spec["answer"].as_str().unwrap_or_default().to_owned(),
-            verifier: kind,
-            check: None,
-            split: Split::Train,
-            parent_id: None,
-            hint: None,
-            level: 0,
-            solution: None,
-        };
+    if let Some(item) = autodidact_evals::Item::from_task(&app.store.task(&task_id).await?) {
         input.reward = Some(Arc::new(autodidact_evals::Verifier::new(&item, None)));
     }
     let outcome = runner.run(input).await?;
