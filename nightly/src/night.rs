@@ -114,7 +114,7 @@ impl Plan {
         let mut target = policy.promotion.target_suite.clone();
         let mut suites: Vec<String> = if target == ANY { Vec::new() } else { vec![target.clone()] };
         suites.extend(n.suites.iter().filter(|s| **s != target).cloned());
-        let mut families = if target == ANY { n.families.clone() } else { families::measured_by(&target).map(|f| vec![f.name.to_owned()]).unwrap_or_default() };
+        let mut families = if target == ANY { n.families.clone() } else { target_family(&target) };
         if options.quick && target == ANY {
             // The demo: the toy family, scored on toy and arith.
             target = "toy".into();
@@ -479,7 +479,12 @@ fn plan_families(plan: &Plan) -> Vec<String> {
     if !plan.families.is_empty() {
         return plan.families.clone();
     }
-    families::measured_by(&plan.target).map(|f| vec![f.name.to_owned()]).unwrap_or_default()
+    target_family(&plan.target)
+}
+
+/// The family a named target suite measures (none for `any` or an unknown suite).
+fn target_family(target: &str) -> Vec<String> {
+    families::measured_by(target).map(|f| vec![f.name.to_owned()]).unwrap_or_default()
 }
 
 /// Unhinted attempts and successes per family and level, from the rollouts of the last
