@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use autodidact_memory::{Store, default_url};
 use autodidact_policies::Policy;
 use autodidact_runtime::model::{self, ModelSpec, OpenOptions};
-use autodidact_runtime::rlm::{Agent, Event, MemoryLog, Stop, TaskInput};
+use autodidact_runtime::rlm::{Agent, Cancel, Event, MemoryLog, Stop, TaskInput};
 use autodidact_runtime::tools::{MemorySearch, Tool};
 use autodidact_sandbox::{Sandbox, SandboxConfig};
 use clap::Args;
@@ -75,6 +75,19 @@ fn load_context(path: &PathBuf) -> Result<Value> {
 
 async fn run_async(args: RunArgs) -> Result<ExitCode> {
     anyhow::ensure!(!args.task.trim().is_empty(), "the task is empty");
+    // Ctrl-C (or SIGTERM) cancels the run: a running cell stops, and the run is stored as
+    // cancelled with its steps so far. A second Ctrl-C exits at once.
+    let cancel = Cancel::new();
+    let watcher = tokio::spawn({
+        let cancel = cancel.clone();
+        async move {
+            interrupted().await;
+            cancel.cancel();
+            eprintln!("cancelling the run (Ctrl-C again to quit at once)");
+            interrupted().await;
+            std::process::exit(130);
+        }
+    });
     let policy = match &args.policy {
         Some(p) => Policy::load(p)?,
         None => Policy::preset_default(),
@@ -130,7 +143,8 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
         task.answer_spec["has_context"] = json!(!context.is_null());
         task.reward = Some(Arc::new(autodidact_evals::Verifier::new(&item, None)));
     }
-    let outcome = agent.run(task).await?;
+    let outcome = agent.run_cancellable(task, cancel).await?;
+    watcher.abort();
     bar.finish_and_clear();
     store.flush().await?;
     if args.json {
@@ -165,7 +179,22 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
             eprintln!("run {id}: {} turns, {} sub-calls, {} tokens, {:.1}s (autodidact memory show {id})", outcome.turns, outcome.subcalls, outcome.tokens, outcome.duration.as_secs_f64());
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(if outcome.stop == Stop::Cancelled { ExitCode::from(130) } else { ExitCode::SUCCESS })
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn interrupted() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }
 
 fn indent(depth: u32) -> String {

@@ -80,8 +80,8 @@ async fn agents_runs_events_and_transcripts() {
 async fn queued_and_running_runs_can_be_cancelled() {
     let dir = scratch("serve-cancel");
     let db = format!("sqlite://{}", dir.join("m.db").display());
-    // The first run sleeps in the sandbox long enough to be cancelled while running.
-    let model = script(&dir, "replies.txt", &["```repl\nimport time\ntime.sleep(8)\n```".into(), fin("late")]);
+    // The first run's cell loops forever: a cancel stops it long before its 10 s deadline.
+    let model = script(&dir, "replies.txt", &["```repl\nwhile True:\n    pass\n```".into(), fin("late")]);
     let s = Server::start(&dir, &db, &["--model", &model, "--max-concurrent", "1"], &[]);
     let c = reqwest::Client::new();
     call(c.put(s.url("/agents/a")).json(&json!({}))).await;
@@ -108,10 +108,22 @@ async fn queued_and_running_runs_can_be_cancelled() {
     let v = wait_final(&c, &s, &first, Duration::from_secs(5)).await;
     assert_eq!(v["status"], "cancelled");
     assert!(v["answer"].is_null());
-    // The memory run was ended too, and a cancelled run can be re-queued.
-    let (_, t) = call(c.get(s.url(&format!("/runs/{first}/transcript")))).await;
-    assert_eq!(t["tree"][0]["status"], "failed");
-    assert_eq!(t["tree"][0]["end_reason"], "cancelled");
+    // The memory run ends itself with its steps so far: the turn and the interrupted cell.
+    let t = std::time::Instant::now();
+    let tree = loop {
+        let (_, v) = call(c.get(s.url(&format!("/runs/{first}/transcript")))).await;
+        let steps = v["tree"][0]["steps"].as_array().cloned().unwrap_or_default();
+        if steps.iter().any(|s| s["kind"] == "code_cell") {
+            break v["tree"][0].clone();
+        }
+        assert!(t.elapsed() < Duration::from_secs(5), "the cancelled cell was never logged: {v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!((tree["status"].as_str(), tree["end_reason"].as_str()), (Some("failed"), Some("cancelled")), "{tree}");
+    let kinds: Vec<&str> = tree["steps"].as_array().unwrap().iter().map(|s| s["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["model_turn", "code_cell"], "{tree}");
+    assert_eq!(tree["steps"][1]["error"], "cancelled", "{tree}");
+    // A cancelled run can be re-queued, and the engine and sandbox answer it.
     let (code, v) = call(c.post(s.url(&format!("/runs/{second}/requeue")))).await;
     assert_eq!(code, 202, "{v}");
     let v = wait_final(&c, &s, &second, Duration::from_secs(60)).await;

@@ -316,7 +316,7 @@ async fn cancel(State(app): AppState, Path(id): Path<String>) -> Result<Json<Val
     match app.store.cancel_submission(&id).await? {
         Some(was) => {
             if was == SubmissionStatus::Running {
-                app.queue.abort(&id);
+                crate::queue::Queue::cancel(&app, &id);
             }
             Ok(Json(json!({"id": id, "status": "cancelled", "was": was.as_str()})))
         }

@@ -7,7 +7,9 @@
 //! sub-calls) is found from the submission while it runs and after.
 //!
 //! Cancelling marks the submission first (a conditional update, so a run finishing at the same
-//! moment has one winner) and then aborts its task. Draining (SIGTERM) stops claiming, waits
+//! moment has one winner), then fires the run's [`Cancel`]: the turn in flight is dropped, a
+//! running cell is interrupted within milliseconds, and the run ends itself, logged with its
+//! steps so far. A run that has not ended [`CANCEL_GRACE`] later is aborted. Draining (SIGTERM) stops claiming, waits
 //! up to `drain_seconds` for running runs, then aborts the rest and marks them `interrupted`;
 //! queued ones stay queued for the next start.
 
@@ -17,7 +19,7 @@ use std::time::Instant;
 
 use autodidact_memory::{NewTask, Split, Submission, SubmissionStatus};
 use autodidact_policies::Policy;
-use autodidact_runtime::rlm::{Agent, MemoryLog, Stop, TaskInput};
+use autodidact_runtime::rlm::{Agent, Cancel, MemoryLog, Stop, TaskInput};
 use tokio::sync::{Notify, Semaphore};
 
 use super::App;
@@ -26,8 +28,11 @@ use super::App;
 pub struct Queue {
     permits: Arc<Semaphore>,
     notify: Notify,
-    running: Mutex<HashMap<String, tokio::task::AbortHandle>>,
+    running: Mutex<HashMap<String, (tokio::task::AbortHandle, Cancel)>>,
 }
+
+/// How long a cancelled run may take to end itself before its task is aborted.
+pub const CANCEL_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Queue {
     /// A queue running at most `concurrency` runs at once.
@@ -48,12 +53,28 @@ impl Queue {
     /// Aborts the task of a running submission; false if it was not running here.
     pub fn abort(&self, id: &str) -> bool {
         match self.running.lock().expect("queue lock").remove(id) {
-            Some(h) => {
+            Some((h, cancel)) => {
+                cancel.cancel();
                 h.abort();
                 true
             }
             None => false,
         }
+    }
+
+    /// Cancels a running submission's run; it ends itself, or is aborted after
+    /// [`CANCEL_GRACE`]. False if it was not running here.
+    pub fn cancel(app: &Arc<App>, id: &str) -> bool {
+        let Some(cancel) = app.queue.running.lock().expect("queue lock").get(id).map(|(_, c)| c.clone()) else { return false };
+        cancel.cancel();
+        let (app, id) = (app.clone(), id.to_owned());
+        tokio::spawn(async move {
+            tokio::time::sleep(CANCEL_GRACE).await;
+            if app.queue.abort(&id) {
+                eprintln!("serve: run {id} did not stop within {CANCEL_GRACE:?} of its cancel and was aborted");
+            }
+        });
+        true
     }
 }
 
@@ -72,15 +93,17 @@ pub async fn dispatch(app: Arc<App>) {
                 let id = sub.id.clone();
                 let key = id.clone();
                 let a = app.clone();
+                let cancel = Cancel::new();
+                let token = cancel.clone();
                 // The running map is filled before the task can finish, so it can remove itself.
                 let mut running = app.queue.running.lock().expect("queue lock");
                 let handle = tokio::spawn(async move {
-                    execute(&a, sub).await;
+                    execute(&a, sub, token).await;
                     a.queue.running.lock().expect("queue lock").remove(&id);
                     drop(permit);
                     a.queue.wake();
                 });
-                running.insert(key, handle.abort_handle());
+                running.insert(key, (handle.abort_handle(), cancel));
             }
             Ok(None) => {
                 drop(permit);
@@ -99,9 +122,9 @@ pub async fn dispatch(app: Arc<App>) {
 }
 
 /// Runs one claimed submission to its end and records the outcome.
-async fn execute(app: &Arc<App>, sub: Submission) {
+async fn execute(app: &Arc<App>, sub: Submission, cancel: Cancel) {
     let id = sub.id.clone();
-    let result = run_submission(app, &sub).await;
+    let result = run_submission(app, &sub, cancel).await;
     let store = &app.store;
     let recorded = match result {
         Ok((run_id, stop, answer)) => {
@@ -128,7 +151,7 @@ async fn execute(app: &Arc<App>, sub: Submission) {
     }
 }
 
-async fn run_submission(app: &Arc<App>, sub: &Submission) -> crate::Result<(Option<String>, Stop, Option<String>)> {
+async fn run_submission(app: &Arc<App>, sub: &Submission, cancel: Cancel) -> crate::Result<(Option<String>, Stop, Option<String>)> {
     let agent = app
         .store
         .agent(&sub.agent)
@@ -176,7 +199,7 @@ async fn run_submission(app: &Arc<App>, sub: &Submission) -> crate::Result<(Opti
     if let Some(item) = autodidact_evals::Item::from_task(&app.store.task(&task_id).await?) {
         input.reward = Some(Arc::new(autodidact_evals::Verifier::new(&item, None)));
     }
-    let outcome = runner.run(input).await?;
+    let outcome = runner.run_cancellable(input, cancel).await?;
     Ok((outcome.run_id, outcome.stop, outcome.answer))
 }
 

@@ -13,6 +13,7 @@
 //! as text; only failures of the host are `Err`s. Sub-calls (`llm_query`, `rlm_query`) reach
 //! the host through the sandbox's tool bridge ([`subcalls`]) and share one budget per tree.
 
+mod cancel;
 mod code;
 mod subcalls;
 
@@ -22,10 +23,11 @@ use std::time::{Duration, Instant};
 
 use autodidact_memory::{NewRun, NewStep, NewTask, RunEnd, RunHandle, RunStatus, Split, StepKind};
 use autodidact_policies::Policy;
-use autodidact_sandbox::{Limits, Sandbox, Session, Status};
+use autodidact_sandbox::{Cell, Limit, Limits, Sandbox, Session, Status};
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
+pub use cancel::Cancel;
 pub use code::{code_blocks, truncate};
 
 use crate::model::{LanguageModel, Message, Sampling};
@@ -106,12 +108,15 @@ pub enum Stop {
     BudgetExceeded(String),
     /// The model backend failed; the string says how.
     Error(String),
+    /// The run was stopped from outside through its [`Cancel`].
+    Cancelled,
 }
 
 impl Stop {
-    /// `answered`, `max_iterations`, `budget_exceeded` or `error`.
+    /// `answered`, `max_iterations`, `budget_exceeded`, `error` or `cancelled`.
     pub fn name(&self) -> &'static str {
         match self {
+            Stop::Cancelled => "cancelled",
             Stop::Answered => "answered",
             Stop::MaxIterations => "max_iterations",
             Stop::BudgetExceeded(_) => "budget_exceeded",
@@ -205,6 +210,7 @@ pub(crate) struct Tree {
     tokens: AtomicU64,
     concurrent: Semaphore,
     deadline: Instant,
+    cancel: Cancel,
 }
 
 struct RunLog {
@@ -278,12 +284,20 @@ impl Agent {
 
     /// Runs `task` to an answer or a budget.
     pub async fn run(self: &Arc<Self>, task: TaskInput) -> Result<RunOutcome> {
+        self.run_cancellable(task, Cancel::new()).await
+    }
+
+    /// [`Agent::run`], stopped early when `cancel` fires: the turn in flight is dropped, a
+    /// running cell is interrupted within milliseconds and logged, and the run ends with
+    /// [`Stop::Cancelled`] (stored as `failed`, end reason `cancelled`). Its children stop too.
+    pub async fn run_cancellable(self: &Arc<Self>, task: TaskInput, cancel: Cancel) -> Result<RunOutcome> {
         let r = &self.policy.recursion;
         let tree = Arc::new(Tree {
             subcalls: AtomicU32::new(0),
             tokens: AtomicU64::new(0),
             concurrent: Semaphore::new(r.max_concurrent_subcalls as usize),
             deadline: Instant::now() + Duration::from_millis(self.policy.budget.wall_clock_ms),
+            cancel,
         });
         self.clone().run_at(task, 0, tree, None).await
     }
@@ -305,6 +319,9 @@ impl Agent {
             let mut messages = self.first_messages(&task).await;
             let max_turns = self.policy.recursion.max_iterations;
             let mut stop = loop {
+                if tree.cancel.is_cancelled() {
+                    break Stop::Cancelled;
+                }
                 if let Some(over) = self.over_budget(&tree) {
                     break over;
                 }
@@ -477,7 +494,16 @@ impl Agent {
             }
             None => messages,
         };
-        let reply = tokio::time::timeout(remaining, self.model.chat(asked, &self.turn_sampling())).await;
+        let sampling = self.turn_sampling();
+        let chat = tokio::time::timeout(remaining, self.model.chat(asked, &sampling));
+        let reply = tokio::select! {
+            r = chat => r,
+            // Dropping the request ends its sequence in the engine (its reply channel closes).
+            () = tree.cancel.cancelled() => {
+                tally.model_time += started.elapsed();
+                return Err(Stop::Cancelled);
+            }
+        };
         tally.model_time += started.elapsed();
         let mut completion = match reply {
             Err(_) => return Err(Stop::BudgetExceeded(format!("budget.wall_clock_ms = {}", self.policy.budget.wall_clock_ms))),
@@ -522,7 +548,7 @@ impl Agent {
         let mut restored: Vec<String> = Vec::new();
         for code in blocks {
             let started = Instant::now();
-            let cell = session.exec_async(code).await?;
+            let cell = exec_unless_cancelled(session, code, &tree.cancel).await?;
             tally.guest_time += started.elapsed();
             self.emit(Event::Cell { depth, status: cell.status.name() });
             let raw = if cell.stderr.is_empty() { cell.stdout.clone() } else { format!("{}{}", cell.stdout, cell.stderr) };
@@ -531,11 +557,18 @@ impl Agent {
                 let mut step = NewStep::new(StepKind::CodeCell, code.clone(), output.clone());
                 step.stdout = cell.stdout.clone();
                 step.stderr = cell.stderr.clone();
-                step.error = (cell.status != Status::Ok).then(|| cell.status.name().to_owned());
+                step.error = match cell.trapped {
+                    Some(Limit::Cancelled) => Some("cancelled".to_owned()),
+                    _ => (cell.status != Status::Ok).then(|| cell.status.name().to_owned()),
+                };
                 step.latency_us = cell.duration.as_micros() as u64;
                 let _ = l.handle.step(step).await;
             }
             cells.push(json!({"status": cell.status.name(), "output": output, "truncated": cut || cell.truncated}));
+            if tree.cancel.is_cancelled() {
+                // The run loop ends the run; no fresh REPL is started for it.
+                return Ok(Err(String::new()));
+            }
             if session.is_closed() {
                 // `exit()` or a trap ended the REPL: start a fresh one and say so.
                 *session = self.open_session(task, depth, tree, log, tally).await?;
@@ -618,7 +651,7 @@ impl Agent {
         let status = match outcome.stop {
             Stop::Answered => RunStatus::Answered,
             Stop::MaxIterations | Stop::BudgetExceeded(_) => RunStatus::BudgetExhausted,
-            Stop::Error(_) => RunStatus::Failed,
+            Stop::Error(_) | Stop::Cancelled => RunStatus::Failed,
         };
         let reason = match &outcome.stop {
             Stop::BudgetExceeded(what) => format!("budget_exceeded: {what}"),
@@ -661,4 +694,24 @@ pub fn policy_hash(policy: &Policy) -> String {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     format!("{policy:?}").hash(&mut h);
     format!("{:016x}", h.finish())
+}
+
+/// Runs one cell, interrupting it as soon as `cancel` fires. The interrupted cell still
+/// returns (trapped, with what it printed), so the run can log it.
+async fn exec_unless_cancelled(session: &mut Session, code: &str, cancel: &Cancel) -> Result<Cell> {
+    let canceller = session.canceller();
+    if cancel.is_cancelled() {
+        canceller.cancel();
+    }
+    let exec = session.exec_async(code);
+    tokio::pin!(exec);
+    let cell = tokio::select! {
+        biased;
+        cell = &mut exec => cell,
+        () = cancel.cancelled() => {
+            canceller.cancel();
+            exec.await
+        }
+    };
+    Ok(cell?)
 }
