@@ -47,7 +47,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "KIND", default_value = "numeric", requires = "expect", value_parser = ["numeric", "exact", "contains"])]
     verifier: String,
     /// Print one JSON object: run_id, status, answer, turns, subcalls, tokens, duration_ms,
-    /// reward (with --expect).
+    /// reward (with --expect), warnings (fallbacks the run took instead of failing).
     #[arg(long)]
     json: bool,
     /// The task.
@@ -159,9 +159,13 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
                 "tokens": outcome.tokens,
                 "duration_ms": outcome.duration.as_secs_f64() * 1e3,
                 "reward": outcome.reward,
+                "warnings": outcome.warnings.iter().map(|w| json!({"source": w.source, "message": w.message})).collect::<Vec<_>>(),
             })
         );
     } else {
+        for w in &outcome.warnings {
+            eprintln!("warning [{}]: {}", w.source, w.message);
+        }
         match (&outcome.stop, &outcome.answer) {
             (Stop::Answered, Some(a)) => println!("{a}"),
             (stop, _) => {

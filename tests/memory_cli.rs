@@ -42,7 +42,7 @@ fn inspect_search_and_export_a_store() {
         (Some(4), Some(40)),
         "{stats}"
     );
-    assert_eq!(stats["schema_version"], 3, "the highest migration (3: serve)");
+    assert_eq!(stats["schema_version"], 4, "the highest migration (4: run warnings)");
 
     let runs = run(&["memory", "runs", "--limit", "3", "--db", &db]);
     assert_eq!(runs.lines().count(), 3, "{runs}");

@@ -95,7 +95,8 @@ pub async fn render(store: &Store) -> Result<String> {
     let mut nights = Vec::new();
     for n in store.nights(10).await? {
         let stages = store.night_stages(&n.id).await?;
-        nights.push((n, stages));
+        let warnings = store.warning_counts(n.started_ms, n.finished_ms.unwrap_or(i64::MAX)).await?;
+        nights.push((n, stages, warnings));
     }
     if nights.is_empty() {
         h.push_str("<p class=empty>No night yet: run <code>autodidact nightly --quick</code>.</p>");
@@ -243,9 +244,11 @@ fn forgetting_html(m: &ForgettingMatrix) -> Result<String> {
     Ok(h)
 }
 
-fn nights_html(nights: &[(autodidact_memory::Night, Vec<autodidact_memory::NightStage>)]) -> String {
+type NightRow = (autodidact_memory::Night, Vec<autodidact_memory::NightStage>, std::collections::BTreeMap<String, u64>);
+
+fn nights_html(nights: &[NightRow]) -> String {
     let mut h = String::new();
-    for (n, stages) in nights {
+    for (n, stages, warnings) in nights {
         let gate = stages.iter().find(|s| s.stage == "gate").map(|s| &s.output);
         let _ = write!(
             h,
@@ -298,6 +301,11 @@ fn nights_html(nights: &[(autodidact_memory::Night, Vec<autodidact_memory::Night
         }
         let times: Vec<String> = stages.iter().map(|s| format!("{} {:.0} s", s.stage, (s.finished_ms - s.started_ms) as f64 / 1e3)).collect();
         let _ = write!(h, "<p class=meta>stage times: {}</p>", esc(&times.join(" · ")));
+        // Fallbacks the night's runs took instead of failing (`memory show RUN` has each one).
+        if !warnings.is_empty() {
+            let by: Vec<String> = warnings.iter().map(|(s, k)| format!("{s} {k}")).collect();
+            let _ = write!(h, "<p class=meta><b>run warnings</b>: {}</p>", esc(&by.join(" · ")));
+        }
     }
     h
 }

@@ -339,6 +339,9 @@ impl Transcript {
             r.prompt_tokens,
             r.completion_tokens
         );
+        for w in &self.warnings {
+            let _ = writeln!(s, "warning  [{}] {}", w.source, w.message);
+        }
         let _ = writeln!(s, "\n== prompt\n{}", self.task.spec.prompt.trim_end());
         for st in &self.steps {
             let d = &st.data;

@@ -230,7 +230,13 @@ pub(crate) struct SearchIndex {
     reader: IndexReader,
     f: Fields,
     indexer: Option<Indexer>,
+    /// Why the index is behind the database, once an update failed (cleared by the next
+    /// successful commit). Searches then fail with this reason instead of answering from a
+    /// stale index.
+    stale: Stale,
 }
+
+type Stale = std::sync::Arc<std::sync::Mutex<Option<String>>>;
 
 fn ierr(dir: &Path, context: &'static str) -> impl FnOnce(tantivy::TantivyError) -> Error + use<> {
     let dir = dir.to_owned();
@@ -302,14 +308,16 @@ pub(crate) fn open(
         }
     };
 
+    let stale = Stale::default();
     let indexer = match index.writer_with_num_threads::<TantivyDocument>(1, 128 << 20) {
         Ok(w) => {
             let (tx, rx) = sync_channel(QUEUE);
             let reader2 = reader.clone();
             let dir2 = dir.to_owned();
+            let stale2 = stale.clone();
             std::thread::Builder::new()
                 .name("memory-indexer".into())
-                .spawn(move || index_thread(w, reader2, f, rx, through, dir2))
+                .spawn(move || index_thread(w, reader2, f, rx, through, dir2, stale2))
                 .map_err(|e| Error::Io {
                     path: dir.to_owned(),
                     source: e,
@@ -335,6 +343,7 @@ pub(crate) fn open(
         reader,
         f,
         indexer,
+        stale,
     };
     Ok((ix, through))
 }
@@ -378,19 +387,25 @@ fn index_thread(
     rx: Receiver<Msg>,
     mut through: i64,
     dir: PathBuf,
+    stale: Stale,
 ) {
     let mut pending = 0usize;
     let mut since = Instant::now();
+    let mark = |why: Option<String>| *stale.lock().expect("index health lock") = why;
     let commit = |w: &mut IndexWriter, through: i64| -> Result<()> {
-        let mut pc = w
-            .prepare_commit()
-            .map_err(ierr(&dir, "preparing a commit"))?;
-        pc.set_payload(&through.to_string());
-        pc.commit().map_err(ierr(&dir, "committing"))?;
-        reader
-            .reload()
-            .map_err(ierr(&dir, "reloading the reader"))?;
-        Ok(())
+        let done = (|| {
+            let mut pc = w
+                .prepare_commit()
+                .map_err(ierr(&dir, "preparing a commit"))?;
+            pc.set_payload(&through.to_string());
+            pc.commit().map_err(ierr(&dir, "committing"))?;
+            reader
+                .reload()
+                .map_err(ierr(&dir, "reloading the reader"))
+        })();
+        // A failed update is never silent: searches report it until a commit succeeds.
+        mark(done.as_ref().err().map(ToString::to_string));
+        done
     };
     loop {
         let wait = if pending > 0 {
@@ -405,7 +420,9 @@ fn index_thread(
                 }
                 pending += docs.len();
                 for d in docs {
-                    let _ = w.add_document(d.into_tantivy(&f));
+                    if let Err(e) = w.add_document(d.into_tantivy(&f)) {
+                        mark(Some(format!("indexing a document failed: {e}")));
+                    }
                 }
                 through = through.max(batch);
                 if since.elapsed() >= COMMIT_EVERY && commit(&mut w, through).is_ok() {
@@ -650,6 +667,14 @@ impl SearchIndex {
         filters: &SearchFilters,
         k: usize,
     ) -> Result<Vec<RawHit>> {
+        if let Some(why) = self.stale.lock().expect("index health lock").clone() {
+            return Err(Error::Index {
+                path: self.dir.clone(),
+                context: "searching: the index is behind the database since an update failed \
+                          (reopening the store rebuilds it)",
+                source: why.into(),
+            });
+        }
         let f = &self.f;
         let parser = QueryParser::for_index(&self.index, vec![f.text]);
         let (q, _) = parser.parse_query_lenient(query);

@@ -492,7 +492,36 @@ impl Store {
         let run = self.run(run_id).await?;
         let task = self.task(&run.spec.task_id).await?;
         let steps = self.steps(&run.id).await?;
-        Ok(Transcript { task, run, steps })
+        let warnings = self.run_warnings(&run.id).await?;
+        Ok(Transcript { task, run, steps, warnings })
+    }
+
+    /// The warnings a run recorded ([`crate::RunHandle::warn`]), in order.
+    pub async fn run_warnings(&self, run_id: &str) -> Result<Vec<crate::RunWarning>> {
+        let rows: Vec<(String, i64, String, String, i64)> = sqlx::query_as(
+            "SELECT run_id, idx, source, message, created_ms FROM run_warnings WHERE run_id = $1 ORDER BY idx",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| Error::query("reading run warnings", e))?;
+        Ok(rows
+            .into_iter()
+            .map(|(run_id, idx, source, message, created_ms)| crate::RunWarning { run_id, idx: idx as u64, source, message, created_ms })
+            .collect())
+    }
+
+    /// How many warnings runs recorded from `from_ms` to `to_ms` (inclusive), by source.
+    pub async fn warning_counts(&self, from_ms: i64, to_ms: i64) -> Result<std::collections::BTreeMap<String, u64>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT source, COUNT(*) FROM run_warnings WHERE created_ms >= $1 AND created_ms <= $2 GROUP BY source",
+        )
+        .bind(from_ms)
+        .bind(to_ms)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| Error::query("counting run warnings", e))?;
+        Ok(rows.into_iter().map(|(s, n)| (s, n as u64)).collect())
     }
 
     async fn groups_where(&self, cond: &str, limit: u64) -> Result<Vec<Group>> {

@@ -261,6 +261,24 @@ pub struct Transcript {
     pub run: Run,
     /// Its steps in order.
     pub steps: Vec<Step>,
+    /// The fallbacks it took, in order.
+    pub warnings: Vec<RunWarning>,
+}
+
+/// A fallback a run took instead of failing (retrieval that failed, a step that could not be
+/// logged, ...), recorded so that it is never silent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunWarning {
+    /// The run.
+    pub run_id: String,
+    /// Its number within the run, from 0.
+    pub idx: u64,
+    /// What fell back: `retrieval`, `memory`, `scaffold`, ...
+    pub source: String,
+    /// What went wrong and what the run did instead.
+    pub message: String,
+    /// When it was recorded (ms since the epoch).
+    pub created_ms: i64,
 }
 
 /// A GRPO group: several runs of one task under one adapter, trained on together.

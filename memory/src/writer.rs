@@ -43,6 +43,13 @@ pub(crate) enum Op {
         end: RunEnd,
         at: i64,
     },
+    Warning {
+        run_id: String,
+        idx: u64,
+        source: String,
+        message: String,
+        at: i64,
+    },
     Group {
         id: String,
         task_id: String,
@@ -162,6 +169,7 @@ impl Writer {
         let handle = RunHandle {
             id: Arc::from(id.as_str()),
             next: Arc::new(AtomicU64::new(0)),
+            warned: Arc::new(AtomicU64::new(0)),
             writer: self.clone(),
         };
         Ok((handle, ack))
@@ -274,6 +282,7 @@ impl Writer {
 pub struct RunHandle {
     id: Arc<str>,
     next: Arc<AtomicU64>,
+    warned: Arc<AtomicU64>,
     writer: Writer,
 }
 
@@ -290,6 +299,20 @@ impl RunHandle {
             run_id: self.id.to_string(),
             idx,
             step,
+            at: now_ms(),
+        };
+        self.writer.submit(op).await
+    }
+
+    /// Queues a warning: a fallback the run took instead of failing (`source` names what fell
+    /// back). It is shown with the run and counted in the night's report.
+    pub async fn warn(&self, source: &str, message: &str) -> Result<Ack> {
+        let idx = self.warned.fetch_add(1, Ordering::SeqCst);
+        let op = Op::Warning {
+            run_id: self.id.to_string(),
+            idx,
+            source: source.to_owned(),
+            message: message.to_owned(),
             at: now_ms(),
         };
         self.writer.submit(op).await
@@ -722,6 +745,17 @@ async fn apply(
             }
         }
         Op::BeginRun { .. } | Op::Step { .. } | Op::FinishRun { .. } | Op::Barrier => {}
+        Op::Warning { run_id, idx, source, message, at } => {
+            sqlx::query("INSERT INTO run_warnings (run_id, idx, source, message, created_ms) VALUES ($1, $2, $3, $4, $5)")
+                .bind(run_id.clone())
+                .bind(*idx as i64)
+                .bind(source.clone())
+                .bind(message.clone())
+                .bind(*at)
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| Error::query("recording a run warning", e))?;
+        }
         Op::Group {
             id,
             task_id,

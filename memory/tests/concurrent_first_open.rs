@@ -23,7 +23,7 @@ async fn concurrent_first_opens_all_migrate_cleanly() {
             }
         }
         for store in &stores {
-            assert_eq!(store.schema_version().await.unwrap(), 3, "{}", fresh.backend);
+            assert_eq!(store.schema_version().await.unwrap(), 4, "{}", fresh.backend);
         }
         let first = &stores[0];
         let w = first.writer();

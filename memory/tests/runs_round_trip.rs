@@ -13,7 +13,7 @@ async fn a_run_reads_back_as_written() {
         assert_eq!(store.backend(), fresh.backend);
         assert_eq!(
             store.schema_version().await.unwrap(),
-            3,
+            4,
             "{}",
             fresh.backend
         );
@@ -40,13 +40,21 @@ async fn a_run_reads_back_as_written() {
         };
         let a1 = run.step(turn.clone()).await.unwrap();
         let a2 = run.step(cell.clone()).await.unwrap();
+        let w1 = run.warn("retrieval", "searching failed, so the prompt goes without it").await.unwrap();
+        let w2 = run.warn("memory", "a step could not be logged").await.unwrap();
         let fin = run.finish(common::end(1.0)).await.unwrap();
         begun.committed().await.unwrap();
         a1.committed().await.unwrap();
         a2.committed().await.unwrap();
+        w1.committed().await.unwrap();
+        w2.committed().await.unwrap();
         fin.committed().await.unwrap();
 
         let t = store.transcript(run.id()).await.unwrap();
+        let warned: Vec<(u64, &str)> = t.warnings.iter().map(|w| (w.idx, w.source.as_str())).collect();
+        assert_eq!(warned, [(0, "retrieval"), (1, "memory")], "{}", fresh.backend);
+        let counts = store.warning_counts(0, i64::MAX).await.unwrap();
+        assert_eq!((counts.get("retrieval"), counts.get("memory")), (Some(&1), Some(&1)));
         assert_eq!(
             t.task.spec,
             common::task("arithmetic", "What is 6 * 7?", Split::Train)

@@ -350,6 +350,9 @@ impl Night {
             stages.iter().map(|s| (s.stage.clone(), json!(((s.finished_ms - s.started_ms) as f64 / 100.0).round() / 10.0))).collect();
         let mut summary = summary(self);
         summary["stage_seconds"] = Value::Object(stage_seconds);
+        // Fallbacks the night's runs took instead of failing, by source (0 when none).
+        let from = stages.iter().map(|s| s.started_ms).min().unwrap_or(0);
+        summary["warnings"] = json!(self.store.warning_counts(from, i64::MAX).await?);
         self.store.writer().end_night(&self.id, NightStatus::Finished, summary.clone()).await?.committed().await?;
         self.store.flush().await?;
         Ok(Outcome::Finished(summary))

@@ -387,10 +387,17 @@ pub async fn tree(app: &App, sub: &Submission, seen: &HashMap<String, u64>) -> R
             })
             .collect();
         let duration_ms = run.finished_ms.map(|f| f - run.started_ms);
+        let warnings: Vec<Value> = app
+            .store
+            .run_warnings(&run_id)
+            .await?
+            .into_iter()
+            .map(|w| json!({"idx": w.idx, "source": w.source, "message": w.message, "created_ms": w.created_ms}))
+            .collect();
         out.push(json!({
             "run_id": run_id, "depth": depth, "prompt": prompt, "status": status, "parent_task_id": parent,
             "prompt_tokens": run.prompt_tokens, "completion_tokens": run.completion_tokens, "duration_ms": duration_ms,
-            "end_reason": run.end_reason, "steps": steps,
+            "end_reason": run.end_reason, "steps": steps, "warnings": warnings,
         }));
     }
     Ok(out)

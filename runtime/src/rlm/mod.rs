@@ -148,6 +148,34 @@ pub struct RunOutcome {
     pub guest_time: Duration,
     /// The task's [`Reward`] for the answer, when the task has one.
     pub reward: Option<f64>,
+    /// Fallbacks the run took instead of failing, also recorded on the run in memory.
+    pub warnings: Vec<Warning>,
+}
+
+/// A fallback a run took instead of failing: experience retrieval that failed (the prompt went
+/// without it), a step that could not be logged, an answer check whose output was unreadable.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Warning {
+    /// What fell back: `retrieval`, `memory` or `scaffold`.
+    pub source: &'static str,
+    /// What went wrong, and what the run did instead.
+    pub message: String,
+}
+
+/// Warnings of one run, shared with its tool bridge.
+pub(crate) type Warnings = Arc<std::sync::Mutex<Vec<Warning>>>;
+
+/// Notes a warning on the run: kept for the outcome, and recorded in memory when it can be.
+pub(crate) async fn warn(handle: Option<&RunHandle>, sink: &Warnings, source: &'static str, message: String) {
+    let mut lost = None;
+    if let Some(h) = handle
+        && let Err(e) = h.warn(source, &message).await
+    {
+        lost = Some(Warning { source: "memory", message: format!("a warning could not be recorded: {e}") });
+    }
+    let mut all = sink.lock().expect("warnings lock");
+    all.push(Warning { source, message });
+    all.extend(lost);
 }
 
 /// Something worth showing a person while a run goes on.
@@ -227,6 +255,7 @@ struct Tally {
     model_time: Duration,
     guest_time: Duration,
     subcalls: Arc<AtomicU32>,
+    warnings: Warnings,
 }
 
 impl Agent {
@@ -316,7 +345,10 @@ impl Agent {
             let mut tally = Tally::default();
             let mut session = self.open_session(&task, depth, &tree, &log, &mut tally).await?;
             let mut answer: Option<String> = None;
-            let mut messages = self.first_messages(&task).await;
+            let (mut messages, fallbacks) = self.first_messages_and_warnings(&task).await;
+            for w in fallbacks {
+                warn(log.as_ref().map(|l| &l.handle), &tally.warnings, w.source, w.message).await;
+            }
             let max_turns = self.policy.recursion.max_iterations;
             let mut stop = loop {
                 if tree.cancel.is_cancelled() {
@@ -373,6 +405,7 @@ impl Agent {
                 duration: started.elapsed(),
                 model_time: tally.model_time,
                 guest_time: tally.guest_time,
+                warnings: tally.warnings.lock().expect("warnings lock").clone(),
             };
             self.finish(&log, &outcome, &tally).await?;
             Ok(outcome)
@@ -422,32 +455,53 @@ impl Agent {
     /// the policy allows it) and the task. Trainers rebuild a rollout's prompt from this, so
     /// that what they train on is exactly what the agent was asked.
     pub async fn first_messages(&self, task: &TaskInput) -> Vec<Message> {
-        vec![Message::system(self.system_prompt(task).await), Message::user(self.render("task", json!({"task": task.prompt})))]
+        self.first_messages_and_warnings(task).await.0
     }
 
-    async fn system_prompt(&self, task: &TaskInput) -> String {
+    /// [`Agent::first_messages`], with the fallbacks taken to build them (retrieval that failed
+    /// leaves the prompt without experience; the warning says so).
+    pub async fn first_messages_and_warnings(&self, task: &TaskInput) -> (Vec<Message>, Vec<Warning>) {
         let tools: Vec<Value> = self.allowed_tools().map(|t| json!({"name": t.name(), "description": t.description()})).collect();
-        let experience = self.experience(task).await;
-        self.render("system", json!({"context_desc": describe_context(&task.context), "tools": tools, "experience": experience}))
+        let (experience, warnings) = self.experience(task).await;
+        let system = self.render("system", json!({"context_desc": describe_context(&task.context), "tools": tools, "experience": experience}));
+        (vec![Message::system(system), Message::user(self.render("task", json!({"task": task.prompt})))], warnings)
     }
 
     /// Condensed solved tasks and lessons similar to `task`, when the policy allows it: up to
     /// `k` tasks whose runs a verifier gave full marks (never the task itself), each with its
     /// verified answer, then up to `k` lessons.
-    async fn experience(&self, task: &TaskInput) -> Vec<String> {
+    async fn experience(&self, task: &TaskInput) -> (Vec<String>, Vec<Warning>) {
         use autodidact_memory::{DocKind, SearchFilters};
-        let (Some(memory), true) = (&self.memory, self.policy.experience.retrieve) else { return Vec::new() };
+        let (Some(memory), true) = (&self.memory, self.policy.experience.retrieve) else { return (Vec::new(), Vec::new()) };
+        let mut warnings = Vec::new();
+        let mut fell_back = |what: &str, e: autodidact_memory::Error| {
+            warnings.push(Warning { source: "retrieval", message: format!("{what} failed, so the prompt goes without it: {e}") });
+        };
         let k = self.policy.experience.k as usize;
         let tasks = SearchFilters { kinds: vec![DocKind::Task], ..Default::default() };
         // Most similar tasks are unsolved; look a little deeper than k for solved ones.
-        let hits: Vec<_> = memory.store.search(&task.prompt, &tasks, 4 * k).await.unwrap_or_default().into_iter().filter(|h| task.task_id.as_deref() != Some(h.id.as_str())).collect();
+        let hits: Vec<_> = match memory.store.search(&task.prompt, &tasks, 4 * k).await {
+            Ok(hits) => hits.into_iter().filter(|h| task.task_id.as_deref() != Some(h.id.as_str())).collect(),
+            Err(e) => {
+                fell_back("searching for similar solved tasks", e);
+                Vec::new()
+            }
+        };
         let ids: Vec<String> = hits.iter().map(|h| h.id.clone()).collect();
-        let solved = memory.store.solved_answers(&ids).await.unwrap_or_default();
+        let solved = match memory.store.solved_answers(&ids).await {
+            Ok(s) => s,
+            Err(e) => {
+                fell_back("reading the answers of similar tasks", e);
+                Default::default()
+            }
+        };
         let mut out: Vec<String> = hits.iter().filter_map(|h| Some(format!("Solved: {} Answer: {}", truncate(&h.preview, 200).0, truncate(solved.get(&h.id)?, 80).0))).take(k).collect();
         let lessons = SearchFilters { kinds: vec![DocKind::Experience], ..Default::default() };
-        let hits = memory.store.search(&task.prompt, &lessons, k).await.unwrap_or_default();
-        out.extend(hits.into_iter().map(|h| truncate(&h.preview, 300).0));
-        out
+        match memory.store.search(&task.prompt, &lessons, k).await {
+            Ok(hits) => out.extend(hits.into_iter().map(|h| truncate(&h.preview, 300).0)),
+            Err(e) => fell_back("searching for lessons", e),
+        }
+        (out, warnings)
     }
 
     pub(crate) fn allowed_tools(&self) -> impl Iterator<Item = &Arc<dyn Tool>> {
@@ -526,7 +580,9 @@ impl Agent {
             step.completion_tokens = completion.usage.completion_tokens as u64;
             step.latency_us = started.elapsed().as_micros() as u64;
             step.logprobs = (!completion.token_logprobs.is_empty()).then(|| completion.token_logprobs.clone());
-            let _ = l.handle.step(step).await;
+            if let Err(e) = l.handle.step(step).await {
+                warn(Some(&l.handle), &tally.warnings, "memory", format!("turn {} could not be logged: {e}", tally.turns)).await;
+            }
         }
         Ok(completion.text)
     }
@@ -562,7 +618,9 @@ impl Agent {
                     _ => (cell.status != Status::Ok).then(|| cell.status.name().to_owned()),
                 };
                 step.latency_us = cell.duration.as_micros() as u64;
-                let _ = l.handle.step(step).await;
+                if let Err(e) = l.handle.step(step).await {
+                    warn(Some(&l.handle), &tally.warnings, "memory", format!("a code cell could not be logged: {e}")).await;
+                }
             }
             cells.push(json!({"status": cell.status.name(), "output": output, "truncated": cut || cell.truncated}));
             if tree.cancel.is_cancelled() {
@@ -579,7 +637,14 @@ impl Agent {
             let started = Instant::now();
             let check = session.exec_async(CHECK).await?;
             tally.guest_time += started.elapsed();
-            let state: Value = serde_json::from_str(check.stdout.trim()).unwrap_or(Value::Null);
+            let state: Value = match serde_json::from_str(check.stdout.trim()) {
+                Ok(v) => v,
+                Err(e) => {
+                    let why = format!("the answer check's output was unreadable ({e}; stderr: {}), so no answer was taken from this cell", truncate(check.stderr.trim(), 200).0);
+                    warn(log.as_ref().map(|l| &l.handle), &tally.warnings, "scaffold", why).await;
+                    Value::Null
+                }
+            };
             for name in state["restored"].as_array().into_iter().flatten().filter_map(Value::as_str) {
                 restored.push(name.to_owned());
             }
@@ -594,7 +659,7 @@ impl Agent {
     /// A session with `context` and the scaffold bound, and this run's host tools.
     async fn open_session(self: &Arc<Self>, task: &TaskInput, depth: u32, tree: &Arc<Tree>, log: &Option<RunLog>, tally: &mut Tally) -> Result<Session> {
         let parent = log.as_ref().map(|l| (l.handle.clone(), l.task_id.clone()));
-        let tools = subcalls::tool_set(self, depth, tree, parent, tally.subcalls.clone());
+        let tools = subcalls::tool_set(self, depth, tree, parent, tally.subcalls.clone(), tally.warnings.clone());
         let mut session = self.sandbox.session(self.limits.clone(), tools)?;
         // Binding `context` and loading the scaffold run in the guest: guest time.
         let started = Instant::now();

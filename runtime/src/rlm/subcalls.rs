@@ -30,10 +30,11 @@ struct Ctx {
     depth: u32,
     parent: Parent,
     mine: Arc<AtomicU32>,
+    warnings: super::Warnings,
 }
 
-pub(crate) fn tool_set(agent: &Arc<Agent>, depth: u32, tree: &Arc<Tree>, parent: Parent, mine: Arc<AtomicU32>) -> ToolSet {
-    let cx = Ctx { agent: agent.clone(), tree: tree.clone(), depth, parent, mine };
+pub(crate) fn tool_set(agent: &Arc<Agent>, depth: u32, tree: &Arc<Tree>, parent: Parent, mine: Arc<AtomicU32>, warnings: super::Warnings) -> ToolSet {
+    let cx = Ctx { agent: agent.clone(), tree: tree.clone(), depth, parent, mine, warnings };
     let mut set = ToolSet::new();
     let c = cx.clone();
     set.add(
@@ -187,6 +188,8 @@ impl Ctx {
         step.prompt_tokens = prompt_tokens;
         step.completion_tokens = completion_tokens;
         step.latency_us = started.elapsed().as_micros() as u64;
-        let _ = handle.step(step).await;
+        if let Err(e) = handle.step(step).await {
+            super::warn(Some(handle), &self.warnings, "memory", format!("a sub-call could not be logged: {e}")).await;
+        }
     }
 }
