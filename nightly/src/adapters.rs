@@ -20,7 +20,10 @@ pub async fn apply(which: &str, model: &Arc<dyn LanguageModel>, store: &Store, n
     let (id, path) = match which {
         "none" => return Ok(None),
         "promoted" => match store.promoted_adapter().await? {
-            Some(a) => (a.id, PathBuf::from(a.spec.path)),
+            Some(a) => {
+                verify(&a)?;
+                (a.id, PathBuf::from(a.spec.path))
+            }
             None => {
                 note("no adapter is promoted yet; evaluating the base model");
                 return Ok(None);
@@ -44,6 +47,13 @@ pub async fn apply(which: &str, model: &Arc<dyn LanguageModel>, store: &Store, n
     let handle = model.load_adapter(&path).await.context_with(|| format!("cannot load adapter {}", path.display()))?;
     model.set_adapter(Some((handle, 1.0))).await?;
     Ok(Some(id))
+}
+
+/// Checks a registered adapter's file against the SHA-256 it was registered with, so a damaged
+/// or replaced file is refused with both digests instead of being served.
+pub fn verify(a: &Adapter) -> Result<()> {
+    autodidact_runtime::model::check_digest(Path::new(&a.spec.path), &a.spec.sha256)
+        .map_err(|why| Error::Invalid(format!("adapter {} ({}): {why}; `autodidact adapters rollback` returns to the generation before it", a.id, a.spec.path)))
 }
 
 /// Registers a freshly written adapter as a `candidate` under `parent_id`, after checking that

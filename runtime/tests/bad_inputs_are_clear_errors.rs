@@ -1,4 +1,4 @@
-//! A missing or corrupt GGUF, a wrong-architecture or wrong-shape adapter, and an empty prompt
+//! A missing, corrupt or bit-flipped GGUF, a wrong-architecture or wrong-shape adapter, and an empty prompt
 //! each give an error that says what is wrong.
 
 mod common;
@@ -32,6 +32,18 @@ async fn bad_inputs_are_clear_errors() {
     let e = load(truncated).await.unwrap_err().to_string();
     println!("truncated: {e}");
     assert!(e.contains("truncated.gguf") && e.contains("cannot load model"), "{e}");
+
+    // Bits flipped in the header (the tensor count; a metadata key's length) are refused by
+    // the structural check before llama.cpp reads a length it would trust.
+    for (name, at, xor) in [("count.gguf", 15usize, 0x7fu8), ("keylen.gguf", 29, 0x40)] {
+        let mut b = real.clone();
+        b[at] ^= xor;
+        let flipped = dir.join(name);
+        std::fs::write(&flipped, &b).unwrap();
+        let e = load(flipped).await.unwrap_err().to_string();
+        println!("{name}: {e}");
+        assert!(e.contains(name) && e.contains("damaged GGUF"), "{e}");
+    }
 
     let e = ModelSpec::parse("openai:localhost:8080").unwrap_err().to_string();
     assert!(e.contains("openai:URL#MODEL_NAME"), "{e}");

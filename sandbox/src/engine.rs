@@ -79,6 +79,16 @@ impl Sandbox {
             compile_to(config, &engine, &cwasm)?;
         }
         let started = Instant::now();
+        // The cached file is native code that is mapped and run as is: a truncated or
+        // bit-flipped one must never reach wasmtime. Its checksum was written beside it.
+        if let Err(why) = check_sum(&cwasm) {
+            if !config.compile_if_missing {
+                return Err(Error::Compile { path: cwasm, message: format!("cached module is damaged ({why}); delete it and run `autodidact sandbox prepare`") });
+            }
+            eprintln!("sandbox: cached module {} is damaged ({why}); compiling it again (minutes, once)", cwasm.display());
+            let _ = std::fs::remove_file(&cwasm);
+            compile_to(config, &engine, &cwasm)?;
+        }
         // SAFETY: the file is one this crate wrote with `Engine::precompile_module` for an
         // engine of the same configuration (its name is keyed by that configuration and the
         // wasm's hash) and renamed into place only once complete. wasmtime also checks the
@@ -123,8 +133,16 @@ impl Sandbox {
         progress("hashing the module");
         let cwasm = cache_path(config, &engine)?;
         if cwasm.exists() {
-            progress("already compiled");
-            return Ok(cwasm);
+            match check_sum(&cwasm) {
+                Ok(()) => {
+                    progress("already compiled");
+                    return Ok(cwasm);
+                }
+                Err(why) => {
+                    progress(&format!("the cached module is damaged ({why})"));
+                    let _ = std::fs::remove_file(&cwasm);
+                }
+            }
         }
         progress("compiling python.wasm for this machine (minutes, once)");
         compile_to(config, &engine, &cwasm)?;
@@ -164,8 +182,70 @@ fn compile_to(config: &SandboxConfig, engine: &Engine, cwasm: &Path) -> Result<(
     std::fs::create_dir_all(dir).map_err(io)?;
     let tmp = cwasm.with_extension(format!("tmp{}", std::process::id()));
     std::fs::write(&tmp, &bytes).map_err(io)?;
+    // The checksum goes in place first: a module without its checksum is never trusted.
+    let sum = sum_path(cwasm);
+    let sum_tmp = sum.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&sum_tmp, format!("{} {:08x}\n", bytes.len(), crc32fast::hash(&bytes))).map_err(io)?;
+    std::fs::rename(&sum_tmp, &sum).map_err(io)?;
     std::fs::rename(&tmp, cwasm).map_err(io)?;
     Ok(())
+}
+
+/// `python-<key>.cwasm.sum`: the cached module's length and CRC-32, written with it.
+fn sum_path(cwasm: &Path) -> PathBuf {
+    let mut name = cwasm.as_os_str().to_owned();
+    name.push(".sum");
+    PathBuf::from(name)
+}
+
+/// Checks the cached module against its checksum file. CRC-32 catches truncation and random
+/// corruption (it is not a defence against someone who can write the cache: they could write
+/// the checksum too) and streams at several GB/s.
+fn check_sum(cwasm: &Path) -> Result<(), String> {
+    let sum = sum_path(cwasm);
+    let want = match std::fs::read_to_string(&sum) {
+        Ok(w) => w,
+        // A cache from before checksums: adopted once (it was trusted as is until now).
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return write_sum(cwasm),
+        Err(e) => return Err(format!("its checksum file {} cannot be read: {e}", sum.display())),
+    };
+    let (len, crc) = want
+        .split_once(' ')
+        .and_then(|(l, c)| Some((l.parse::<u64>().ok()?, u32::from_str_radix(c.trim(), 16).ok()?)))
+        .ok_or_else(|| format!("its checksum file {} is malformed", sum.display()))?;
+    let (size, got) = crc_of(cwasm)?;
+    if size != len {
+        return Err(format!("{size} bytes where {len} were written"));
+    }
+    if got != crc {
+        return Err(format!("CRC-32 {got:08x} where {crc:08x} was written"));
+    }
+    Ok(())
+}
+
+/// The file's length and CRC-32, streamed.
+fn crc_of(path: &Path) -> Result<(u64, u32), String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut h = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buf).map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Ok((size, h.finalize()));
+        }
+        size += n as u64;
+        h.update(&buf[..n]);
+    }
+}
+
+/// Writes the checksum of an existing cached module.
+fn write_sum(cwasm: &Path) -> Result<(), String> {
+    let (size, crc) = crc_of(cwasm)?;
+    let sum = sum_path(cwasm);
+    let tmp = sum.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, format!("{size} {crc:08x}\n")).and_then(|()| std::fs::rename(&tmp, &sum)).map_err(|e| format!("cannot write {}: {e}", sum.display()))
 }
 
 /// `<cache_dir>/python-<key>.cwasm`, the key covering wasmtime's version, the engine's

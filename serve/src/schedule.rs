@@ -221,6 +221,8 @@ pub async fn swap_promoted(app: &App) -> crate::Result<Option<String>> {
     let result: crate::Result<Option<(String, AdapterId)>> = async {
         match &promoted {
             Some(a) => {
+                autodidact_runtime::model::check_digest(std::path::Path::new(&a.spec.path), &a.spec.sha256)
+                    .map_err(|why| crate::Error::Invalid(format!("the promoted adapter {} ({}): {why}", a.id, a.spec.path)))?;
                 let handle = app.served.load_adapter(std::path::Path::new(&a.spec.path)).await?;
                 app.served.set_adapter(Some((handle, 1.0))).await?;
                 Ok(Some((a.id.clone(), handle)))

@@ -411,6 +411,9 @@ fn worker_main(
 fn load_model(config: LlamaCppConfig) -> Result<(LlamaModel, Shared, ModelInfo)> {
     let backend = backend()?;
     let path = config.path.clone();
+    if path.is_file() {
+        super::check_gguf(&path).map_err(|why| Error::ModelLoad { path: path.clone(), reason: format!("damaged GGUF: {why}") })?;
+    }
     let (model, log) =
         ffi::capture(|| LlamaModel::load_from_file(backend, &path, &LlamaModelParams::default()));
     let model = model.map_err(|e| Error::ModelLoad {
@@ -471,6 +474,7 @@ fn load_adapter(model: &mut LlamaModel, shared: &mut Shared, path: &Path) -> Res
     if !path.is_file() {
         return Err(Error::AdapterLoad { path: path.into(), reason: "no such file".into() });
     }
+    super::check_gguf(path).map_err(|why| Error::AdapterLoad { path: path.into(), reason: format!("damaged GGUF: {why}") })?;
     let (adapter, log) = ffi::capture(|| model.lora_adapter_init(path));
     let adapter = adapter.map_err(|e| Error::AdapterLoad {
         path: path.into(),

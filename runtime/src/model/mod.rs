@@ -10,6 +10,7 @@
 //! `openai:URL#MODEL`, `scripted:PATH`) and [`open`] turns one into an
 //! `Arc<dyn LanguageModel>`.
 
+mod gguf_check;
 pub mod llamacpp;
 pub mod openai;
 mod sampler;
@@ -323,6 +324,25 @@ pub enum ModelSpec {
 
 /// The file name of the bootstrapped default model, under `$AUTODIDACT_HOME`.
 pub const SMOLLM2_RELATIVE_PATH: &str = "smollm2-0.1.2/SmolLM2-135M-Instruct.Q4_1.gguf";
+/// Its SHA-256, as pinned in `scripts/bootstrap.sh`: checked before every load (memoised by
+/// size and modification time), so a damaged copy is refused rather than run.
+pub const SMOLLM2_SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
+
+/// Checks a file against the SHA-256 it was registered or pinned with (memoised beside it by
+/// size and modification time). The error gives both digests.
+pub fn check_digest(path: &std::path::Path, sha256: &str) -> std::result::Result<(), String> {
+    gguf_check::check_digest(path, sha256)
+}
+
+/// Checks a GGUF before llama.cpp loads it: its header's lengths and offsets (every file), and
+/// its SHA-256 when it is the pinned default model. The error says what is wrong.
+pub fn check_gguf(path: &std::path::Path) -> std::result::Result<(), String> {
+    gguf_check::check(path)?;
+    if path == smollm2_path() {
+        gguf_check::check_digest(path, SMOLLM2_SHA256).map_err(|e| format!("{e}; run scripts/bootstrap.sh to fetch it again"))?;
+    }
+    Ok(())
+}
 
 /// `$AUTODIDACT_HOME`, or `~/.cache/autodidact`.
 pub fn autodidact_home() -> PathBuf {
