@@ -51,6 +51,16 @@ pub enum Error {
         /// The driver's error.
         source: Source,
     },
+    /// An operation failed, and the filesystem holding the store is full or read-only.
+    #[error("{note} ({})", path.display())]
+    Storage {
+        /// The folder holding the store.
+        path: PathBuf,
+        /// What is wrong with its filesystem, and what to do.
+        note: String,
+        /// The error the operation gave.
+        source: Box<Error>,
+    },
     /// The search index could not be used.
     #[error("search index at {}: {context}: {source}", path.display())]
     Index {

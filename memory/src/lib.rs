@@ -76,6 +76,7 @@ mod index;
 pub mod load;
 mod nightly;
 mod serve;
+mod storage;
 mod store;
 mod types;
 mod writer;

@@ -60,6 +60,8 @@ pub struct Store {
     writer: Writer,
     index: Option<SearchIndex>,
     warnings: Vec<String>,
+    /// The folder whose filesystem explains failed writes ([`crate::storage`]).
+    dir: Option<PathBuf>,
 }
 
 /// The URL with any password replaced, for messages.
@@ -110,6 +112,15 @@ fn parse_url(url: &str) -> Result<(Backend, String)> {
         Err(Error::UnsupportedUrl {
             url: url.to_owned(),
         })
+    }
+}
+
+/// The folder whose filesystem holds the store's files: a SQLite file's folder, or the index
+/// folder's parent for PostgreSQL (the database itself is the server's concern).
+fn storage_dir(opts: &StoreOptions) -> Option<PathBuf> {
+    match parse_url(&opts.url).ok()?.0 {
+        Backend::Sqlite { path } => Some(path.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), Path::to_owned)),
+        Backend::Postgres => opts.index_dir.as_ref().and_then(|d| d.parent()).map(Path::to_owned),
     }
 }
 
@@ -177,6 +188,11 @@ impl Store {
 
     /// Opens (creating and migrating if needed) the store described by `opts`.
     pub async fn open_with(opts: StoreOptions) -> Result<Store> {
+        let dir = storage_dir(&opts);
+        Self::open_inner(opts, dir.clone()).await.map_err(|e| crate::storage::explain(dir.as_deref(), e))
+    }
+
+    async fn open_inner(opts: StoreOptions, dir: Option<PathBuf>) -> Result<Store> {
         sqlx::any::install_default_drivers();
         let (backend, connect_url) = parse_url(&opts.url)?;
         let shown = redact(&opts.url);
@@ -266,6 +282,7 @@ impl Store {
             pool.clone(),
             indexer,
             WriterConfig {
+                dir: dir.clone(),
                 max_batch: opts.max_batch.max(1),
                 queue: opts.queue.max(1),
                 anonymous_params: matches!(backend, Backend::Sqlite { .. }),
@@ -278,6 +295,7 @@ impl Store {
             writer,
             index,
             warnings,
+            dir,
         })
     }
 
@@ -306,9 +324,10 @@ impl Store {
 
     /// Waits until every write queued so far is committed and searchable.
     pub async fn flush(&self) -> Result<()> {
-        self.writer.flush().await?;
+        let explain = |e| crate::storage::explain(self.dir.as_deref(), e);
+        self.writer.flush().await.map_err(explain)?;
         if let Some(ixr) = self.index.as_ref().and_then(|i| i.indexer()) {
-            ixr.commit().await?;
+            ixr.commit().await.map_err(explain)?;
         }
         Ok(())
     }

@@ -339,6 +339,8 @@ impl RunHandle {
 
 /// Settings of the writer task.
 pub(crate) struct WriterConfig {
+    /// The folder holding the store, whose filesystem explains failed writes.
+    pub dir: Option<std::path::PathBuf>,
     pub max_batch: usize,
     pub queue: usize,
     /// SQLite binds anonymous `?` parameters much faster than numbered ones, which it looks
@@ -359,6 +361,7 @@ pub(crate) fn spawn(
         rx,
         cfg.max_batch,
         cfg.anonymous_params,
+        cfg.dir,
     ));
     (Writer { tx }, task)
 }
@@ -394,6 +397,7 @@ async fn run_writer(
     mut rx: mpsc::Receiver<Job>,
     max_batch: usize,
     anon: bool,
+    dir: Option<std::path::PathBuf>,
 ) {
     let mut cache = MetaCache::default();
     let mut jobs: Vec<Job> = Vec::with_capacity(max_batch);
@@ -439,7 +443,7 @@ async fn run_writer(
                             }
                             Ok(())
                         }
-                        Err(e) => Err(e),
+                        Err(e) => Err(crate::storage::explain(dir.as_deref(), e)),
                     };
                     let _ = job.ack.send(res);
                 }
