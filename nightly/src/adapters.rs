@@ -62,6 +62,12 @@ pub fn verify(a: &Adapter) -> Result<()> {
 pub async fn register_checked(store: &Store, model: &dyn LanguageModel, path: &Path, parent_id: Option<String>, metrics: Value) -> Result<(String, String)> {
     let handle = model.load_adapter(path).await.context_with(|| format!("llama.cpp refused the adapter {}", path.display()))?;
     model.unload_adapter(handle).await?;
+    // A stage killed after registering and then run again writes the same file anew: the row
+    // of the killed attempt no longer describes it, so it is retired, never left dangling.
+    let path_text = path.display().to_string();
+    for stale in store.adapters().await?.into_iter().filter(|a| a.spec.path == path_text && a.status == AdapterStatus::Candidate) {
+        store.writer().set_adapter_status(&stale.id, AdapterStatus::Retired).await?.committed().await?;
+    }
     let sha256 = sha256_file(path)?;
     let new = NewAdapter { parent_id, path: path.display().to_string(), sha256: sha256.clone(), metrics };
     let id = store.writer().register_adapter(new).await?.committed().await?;
