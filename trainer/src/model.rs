@@ -22,7 +22,7 @@ use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::{DType, Device, Tensor};
 
 use crate::error::{Error, Result};
-use crate::lora::{open_gguf, write_gguf_atomically, LoraAdapter, Target};
+use crate::lora::{located, open_gguf, write_gguf_atomically, LoraAdapter, Target};
 use crate::ops::{to_f64_vec, CausalSoftmax, FrozenLinear, LmHeadLogProb, RmsNorm, RopeI};
 use crate::rng::Rng;
 
@@ -144,8 +144,13 @@ fn meta_f64(c: &gguf_file::Content, key: &str) -> Option<f64> {
 
 impl BaseModel {
     /// Loads a llama-architecture GGUF, dequantizing every weight to `dtype` (`F32` to train,
-    /// `F64` for gradient checks). A missing file is an error naming `scripts/bootstrap.sh`.
+    /// `F64` for gradient checks). A missing file is an error naming `scripts/bootstrap.sh`;
+    /// every error names the file.
     pub fn load_gguf(path: &Path, dtype: DType) -> Result<Self> {
+        Self::read_gguf(path, dtype).map_err(located(path))
+    }
+
+    fn read_gguf(path: &Path, dtype: DType) -> Result<Self> {
         if !path.exists() {
             return Err(Error::MissingModel { path: path.into() });
         }
@@ -172,6 +177,17 @@ impl BaseModel {
             rms_eps: meta_f64(&content, &format!("{a}.attention.layer_norm_rms_epsilon")).unwrap_or(1e-5),
             rope_base: meta_f64(&content, &format!("{a}.rope.freq_base")).unwrap_or(10000.0),
         };
+        // The shape arithmetic below (head_dim, shape_of, one Layer per block) trusts these.
+        let c = &config;
+        if c.n_embd != tok_embd.dims2()?.1 || c.n_head == 0 || c.n_head_kv == 0 || !c.n_embd.is_multiple_of(c.n_head) || !c.n_head.is_multiple_of(c.n_head_kv) {
+            return Err(Error::bad_gguf(
+                path,
+                format!("{a}.embedding_length {} with {} heads and {} key/value heads does not fit token_embd {:?}", c.n_embd, c.n_head, c.n_head_kv, tok_embd.dims()),
+            ));
+        }
+        if c.n_layer > content.tensor_infos.len() {
+            return Err(Error::bad_gguf(path, format!("{a}.block_count is {}, but the file holds {} tensors", c.n_layer, content.tensor_infos.len())));
+        }
         let output = if content.tensor_infos.contains_key("output.weight") { read("output.weight")? } else { tok_embd.clone() };
         let vec = |t: Tensor| -> Result<Arc<Vec<f64>>> { Ok(Arc::new(to_f64_vec(&t)?)) };
         let output_norm = vec(read("output_norm.weight")?)?;

@@ -54,7 +54,7 @@ pub fn check(path: &Path) -> Result<(), String> {
         }
         r.value(ty).map_err(|e| format!("metadata {key:?}: {e}"))?;
     }
-    let mut tensors = Vec::with_capacity(n_tensors as usize);
+    let mut tensors = Vec::with_capacity(n_tensors.min(4096) as usize);
     for i in 0..n_tensors {
         let name = r.string().map_err(|e| format!("tensor {i}: {e}"))?;
         let dims = r.u32()?;
