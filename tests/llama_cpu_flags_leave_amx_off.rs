@@ -32,7 +32,9 @@ hypervisor lahf_lm";
 fn options(flags: &str, env: &[(&str, &str)]) -> BTreeMap<String, String> {
     let dir = std::env::temp_dir().join(format!("autodidact-cpu-flags-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let cpuinfo = dir.join(format!("cpuinfo-{}", flags.len()));
+    // One file per call: the tests run in parallel, and two may describe the same CPU.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let cpuinfo = dir.join(format!("cpuinfo-{}", CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)));
     std::fs::write(&cpuinfo, format!("processor\t: 0\nmodel name\t: test\nflags\t\t: {flags}\n")).unwrap();
     let mut cmd = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/llama-cpu-flags.sh"));
     // The script keeps GGML_* values already in the environment: start from none.

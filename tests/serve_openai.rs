@@ -91,7 +91,8 @@ async fn openai_clients_and_the_nightly_hot_swap_on_smollm2() {
     zero_adapter(&adapter_path);
     let store = Store::open(&db).await.unwrap();
     let w = store.writer();
-    let id = w.register_adapter(NewAdapter { parent_id: None, path: adapter_path.display().to_string(), sha256: "test".into(), metrics: json!({}) }).await.unwrap().committed().await.unwrap();
+    let sha256 = autodidact_nightly::adapters::sha256_file(&adapter_path).unwrap();
+    let id = w.register_adapter(NewAdapter { parent_id: None, path: adapter_path.display().to_string(), sha256, metrics: json!({}) }).await.unwrap().committed().await.unwrap();
     w.set_adapter_status(&id, AdapterStatus::Promoted).await.unwrap().committed().await.unwrap();
     let before = chat(&c, &s).await;
     let (code, v) = call(c.post(s.url("/nightly"))).await;

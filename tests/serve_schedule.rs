@@ -20,7 +20,12 @@ async fn the_schedule_starts_the_nightly_and_then_the_swap() {
     // A promoted adapter exists before the nightly ends; the server tries to swap it in.
     let store = Store::open(&db).await.unwrap();
     let w = store.writer();
-    let id = w.register_adapter(NewAdapter { parent_id: None, path: dir.join("a.gguf").display().to_string(), sha256: "x".into(), metrics: json!({}) }).await.unwrap().committed().await.unwrap();
+    // A real file registered with its digest (a served adapter is checked against it); the
+    // scripted model then refuses adapters, which is what this test swaps into.
+    let adapter = dir.join("a.gguf");
+    std::fs::write(&adapter, b"not loaded: the scripted model has no LoRA").unwrap();
+    let sha256 = autodidact_nightly::adapters::sha256_file(&adapter).unwrap();
+    let id = w.register_adapter(NewAdapter { parent_id: None, path: adapter.display().to_string(), sha256, metrics: json!({}) }).await.unwrap().committed().await.unwrap();
     w.set_adapter_status(&id, AdapterStatus::Promoted).await.unwrap().committed().await.unwrap();
     drop(store);
     let model = script(&dir, "r.txt", &[fin("still serving")]);

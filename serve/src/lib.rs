@@ -139,6 +139,25 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Rejections axum makes itself (a path segment or a query string it cannot parse) come as
+/// plain text; they are said again as the API's JSON error, so that every error is JSON.
+async fn json_errors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let res = next.run(req).await;
+    let status = res.status();
+    let plain = res
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("text/plain"));
+    if !plain || !(status.is_client_error() || status.is_server_error()) {
+        return res;
+    }
+    let text = axum::body::to_bytes(res.into_body(), 64 << 10).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_owned();
+    let message = if text.is_empty() { status.canonical_reason().unwrap_or("error").to_owned() } else { text };
+    ApiError::new(status, message).into_response()
+}
+
 impl From<autodidact_memory::Error> for ApiError {
     fn from(e: autodidact_memory::Error) -> Self {
         ApiError::internal(e)
@@ -203,6 +222,7 @@ pub fn router(app: Arc<App>) -> axum::Router {
         .merge(viewer::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint; see /openapi.json") })
         .method_not_allowed_fallback(|| async { ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed here; see /openapi.json") })
+        .layer(axum::middleware::from_fn(json_errors))
         .layer(axum::middleware::from_fn_with_state(app.clone(), require_token))
         .layer(axum::extract::DefaultBodyLimit::max(app.config.max_body_bytes))
         .with_state(app)
