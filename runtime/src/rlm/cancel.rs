@@ -6,9 +6,8 @@
 //! a sleep, a host call), the interrupted cell is logged with the steps before it, and the
 //! run ends with [`super::Stop::Cancelled`].
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use tokio::sync::Notify;
 
@@ -21,7 +20,6 @@ pub struct Cancel {
 #[derive(Default)]
 struct Inner {
     fired: AtomicBool,
-    at: Mutex<Option<Instant>>,
     notify: Notify,
 }
 
@@ -37,12 +35,8 @@ impl Cancel {
         Self::default()
     }
 
-    /// Stops the run. Idempotent; the first call's time is kept.
+    /// Stops the run. Idempotent.
     pub fn cancel(&self) {
-        {
-            let mut at = self.inner.at.lock().expect("cancel lock");
-            at.get_or_insert_with(Instant::now);
-        }
         self.inner.fired.store(true, Ordering::SeqCst);
         self.inner.notify.notify_waiters();
     }
@@ -50,11 +44,6 @@ impl Cancel {
     /// True once [`Cancel::cancel`] was called.
     pub fn is_cancelled(&self) -> bool {
         self.inner.fired.load(Ordering::SeqCst)
-    }
-
-    /// When it was cancelled.
-    pub fn cancelled_at(&self) -> Option<Instant> {
-        *self.inner.at.lock().expect("cancel lock")
     }
 
     /// Resolves once the run is cancelled (at once if it already is).
@@ -77,7 +66,7 @@ mod tests {
     #[tokio::test]
     async fn a_waiter_wakes_on_cancel_and_after_it() {
         let c = Cancel::new();
-        assert!(!c.is_cancelled() && c.cancelled_at().is_none());
+        assert!(!c.is_cancelled());
         let waiter = tokio::spawn({
             let c = c.clone();
             async move { c.cancelled().await }
@@ -85,9 +74,8 @@ mod tests {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         c.cancel();
         tokio::time::timeout(std::time::Duration::from_secs(5), waiter).await.expect("woken").unwrap();
-        let first = c.cancelled_at().unwrap();
         c.cancel();
-        assert_eq!(c.cancelled_at(), Some(first), "the first cancel's time is kept");
+        assert!(c.is_cancelled(), "cancelling twice is harmless");
         // Already cancelled: resolves at once.
         tokio::time::timeout(std::time::Duration::from_millis(100), c.cancelled()).await.unwrap();
     }
