@@ -75,6 +75,25 @@ enum Command {
     Adapters(adapters_cmd::AdaptersCmd),
 }
 
+/// Resolves on Ctrl-C or SIGTERM. Where SIGTERM cannot be listened for, only Ctrl-C counts and
+/// `no_term` (when not empty) is printed with the reason.
+pub(crate) async fn stop_signal(no_term: &str) {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            if !no_term.is_empty() {
+                eprintln!("{no_term} ({e})");
+            }
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {

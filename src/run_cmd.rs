@@ -81,10 +81,10 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
     let watcher = tokio::spawn({
         let cancel = cancel.clone();
         async move {
-            interrupted().await;
+            crate::stop_signal("run: cannot listen for SIGTERM; only Ctrl-C cancels the run").await;
             cancel.cancel();
             eprintln!("cancelling the run (Ctrl-C again to quit at once)");
-            interrupted().await;
+            crate::stop_signal("").await;
             std::process::exit(130);
         }
     });
@@ -184,21 +184,6 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
         }
     }
     Ok(if outcome.stop == Stop::Cancelled { ExitCode::from(130) } else { ExitCode::SUCCESS })
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-async fn interrupted() {
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }
 
 fn indent(depth: u32) -> String {

@@ -90,7 +90,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         println!("listening on http://{}", server.addr);
         let app = server.app.clone();
         tokio::spawn(async move {
-            wait_for_signal().await;
+            crate::stop_signal("serve: cannot listen for SIGTERM; only Ctrl-C stops the server gracefully").await;
             eprintln!("serve: shutting down: draining running runs");
             app.shutdown.send_replace(true);
             app.queue.wake();
@@ -102,19 +102,4 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
     // Sandbox cells abandoned by aborted runs finish on their own threads; do not wait for them.
     rt.shutdown_timeout(std::time::Duration::from_secs(2));
     result
-}
-
-async fn wait_for_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("serve: cannot listen for SIGTERM ({e}); only Ctrl-C stops the server gracefully");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
 }
