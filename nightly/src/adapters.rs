@@ -9,7 +9,6 @@ use std::sync::Arc;
 use autodidact_memory::{Adapter, AdapterStatus, NewAdapter, Store};
 use autodidact_runtime::model::LanguageModel;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use crate::error::{Context, Error, Result, io};
 
@@ -76,8 +75,7 @@ pub async fn register_checked(store: &Store, model: &dyn LanguageModel, path: &P
 
 /// The hex SHA-256 of a file, as adapters are registered under.
 pub fn sha256_file(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(io("cannot read adapter", path))?;
-    Ok(Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect())
+    autodidact_runtime::model::sha256_file(path).map_err(io("cannot read adapter", path))
 }
 
 /// An adapter's generation (from its metrics), or `-`.

@@ -4,8 +4,8 @@
 //! a tensor's shape or its offset can make it read past the file or allocate without bound. This
 //! walks the header (magic, version, metadata, tensor infos) with every length checked against
 //! the bytes that remain, and checks that each tensor of a known type lies inside the data
-//! section. It reads only the header, not the weights: damage inside the weights is caught by
-//! the digest of a pinned file, not here.
+//! section. It reads only the header (through a buffer, never the weights): damage inside the
+//! weights is caught by the digest of a pinned file, not here.
 //!
 //! Format (GGUF v2/v3, little-endian): `GGUF`, u32 version, u64 tensor count, u64 metadata count,
 //! metadata (string key, u32 type, value), tensor infos (string name, u32 dims, u64 × dims,
@@ -19,16 +19,12 @@ use std::path::Path;
 const MAX_TENSORS: u64 = 1 << 20;
 const MAX_KV: u64 = 1 << 20;
 const MAX_DIMS: u32 = 4;
-/// The header is read in full up to this size (vocabularies make it a few MB).
-const MAX_HEADER: u64 = 256 << 20;
 
 /// Checks `path`'s structure; the error says what is wrong and where.
 pub fn check(path: &Path) -> Result<(), String> {
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
     let len = file.metadata().map_err(|e| e.to_string())?.len();
-    let mut head = Vec::new();
-    file.take(MAX_HEADER.min(len)).read_to_end(&mut head).map_err(|e| e.to_string())?;
-    let mut r = Reader { b: &head, pos: 0, file_len: len };
+    let mut r = Reader { file: std::io::BufReader::with_capacity(1 << 16, file), pos: 0, len };
     if r.bytes(4)? != b"GGUF" {
         return Err("not a GGUF file (no GGUF magic)".into());
     }
@@ -77,7 +73,7 @@ pub fn check(path: &Path) -> Result<(), String> {
         }
         tensors.push((name, ty, elements, first, offset));
     }
-    let data = r.pos.div_ceil(alignment as usize) as u64 * alignment;
+    let data = r.pos.div_ceil(alignment) * alignment;
     for (name, ty, elements, first, offset) in tensors {
         let start = data.checked_add(offset).ok_or_else(|| format!("tensor {name:?}: offset overflows"))?;
         let size = match block(ty) {
@@ -100,7 +96,6 @@ pub fn check(path: &Path) -> Result<(), String> {
 /// Checks a pinned file's SHA-256. The verdict is memoised beside the file under its size and
 /// modification time, so the 100 MB are hashed once per copy, not at every load.
 pub fn check_digest(path: &Path, want: &str) -> Result<(), String> {
-    use sha2::{Digest, Sha256};
     let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
     let mtime = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
     let stamp = format!("{} {mtime} {want}\n", meta.len());
@@ -110,23 +105,28 @@ pub fn check_digest(path: &Path, want: &str) -> Result<(), String> {
     if std::fs::read_to_string(&memo).is_ok_and(|s| s == stamp) {
         return Ok(());
     }
-    let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf).map_err(|e| e.to_string())?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    let got: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let got = sha256_file(path).map_err(|e| e.to_string())?;
     if got != want {
         return Err(format!("SHA-256 {got} where {want} was recorded: the file is damaged or was replaced"));
     }
     // A memo that cannot be written only costs the next load a hash.
     let _ = std::fs::write(&memo, stamp);
     Ok(())
+}
+
+/// The hex SHA-256 of a file, streamed in 1 MiB reads.
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut file = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect());
+        }
+        h.update(&buf[..n]);
+    }
 }
 
 /// (elements per block, bytes per block) of the ggml types in common use.
@@ -156,24 +156,26 @@ fn block(ty: u32) -> Option<(u64, u64)> {
     })
 }
 
-struct Reader<'a> {
-    b: &'a [u8],
-    pos: usize,
-    file_len: u64,
+/// Reads the header through a buffer; every length is checked against the file's size before
+/// anything is read or allocated for it.
+struct Reader {
+    file: std::io::BufReader<std::fs::File>,
+    pos: u64,
+    len: u64,
 }
 
-impl Reader<'_> {
-    fn bytes(&mut self, n: u64) -> Result<&[u8], String> {
-        let end = (self.pos as u64).checked_add(n).filter(|&e| e <= self.b.len() as u64).ok_or_else(|| {
-            if self.b.len() as u64 >= self.file_len {
-                format!("the header runs past the end of the file (wants {n} bytes at byte {})", self.pos)
-            } else {
-                format!("the header is larger than {MAX_HEADER} bytes or damaged (wants {n} bytes at byte {})", self.pos)
-            }
-        })? as usize;
-        let s = &self.b[self.pos..end];
-        self.pos = end;
-        Ok(s)
+impl Reader {
+    fn left(&self) -> u64 {
+        self.len - self.pos
+    }
+    fn bytes(&mut self, n: u64) -> Result<Vec<u8>, String> {
+        if n > self.left() {
+            return Err(format!("the header runs past the end of the file (wants {n} bytes at byte {})", self.pos));
+        }
+        let mut b = vec![0u8; n as usize];
+        self.file.read_exact(&mut b).map_err(|e| e.to_string())?;
+        self.pos += n;
+        Ok(b)
     }
     fn u32(&mut self) -> Result<u32, String> {
         Ok(u32::from_le_bytes(self.bytes(4)?.try_into().expect("4 bytes")))
@@ -183,7 +185,7 @@ impl Reader<'_> {
     }
     fn string(&mut self) -> Result<String, String> {
         let n = self.u64()?;
-        Ok(String::from_utf8_lossy(self.bytes(n)?).into_owned())
+        Ok(String::from_utf8_lossy(&self.bytes(n)?).into_owned())
     }
     /// Skips one metadata value of type `ty`.
     fn value(&mut self, ty: u32) -> Result<(), String> {
@@ -200,8 +202,8 @@ impl Reader<'_> {
                     return Err("an array of arrays".into());
                 }
                 // Every element takes at least one byte: a count above what is left is damage.
-                if n > (self.b.len() - self.pos) as u64 {
-                    return Err(format!("an array of {n} elements in a {}-byte header", self.b.len()));
+                if n > self.left() {
+                    return Err(format!("an array of {n} elements with {} bytes of the file left", self.left()));
                 }
                 for _ in 0..n {
                     self.value(elem)?;

@@ -334,6 +334,8 @@ pub fn check_digest(path: &std::path::Path, sha256: &str) -> std::result::Result
     gguf_check::check_digest(path, sha256)
 }
 
+pub use gguf_check::sha256_file;
+
 /// Checks a GGUF before llama.cpp loads it: its header's lengths and offsets (every file), and
 /// its SHA-256 when it is the pinned default model. The error says what is wrong.
 pub fn check_gguf(path: &std::path::Path) -> std::result::Result<(), String> {
