@@ -77,11 +77,9 @@ impl Sandbox {
                 return Err(Error::NotPrepared { path: cwasm });
             }
             compile_to(config, &engine, &cwasm)?;
-        }
-        let started = Instant::now();
-        // The cached file is native code that is mapped and run as is: a truncated or
-        // bit-flipped one must never reach wasmtime. Its checksum was written beside it.
-        if let Err(why) = check_sum(&cwasm) {
+        } else if let Err(why) = check_sum(&cwasm) {
+            // The cached file is native code that is mapped and run as is: a truncated or
+            // bit-flipped one must never reach wasmtime. Its checksum was written beside it.
             if !config.compile_if_missing {
                 return Err(Error::Compile { path: cwasm, message: format!("cached module is damaged ({why}); delete it and run `autodidact sandbox prepare`") });
             }
@@ -89,6 +87,7 @@ impl Sandbox {
             let _ = std::fs::remove_file(&cwasm);
             compile_to(config, &engine, &cwasm)?;
         }
+        let started = Instant::now();
         // SAFETY: the file is one this crate wrote with `Engine::precompile_module` for an
         // engine of the same configuration (its name is keyed by that configuration and the
         // wasm's hash) and renamed into place only once complete. wasmtime also checks the
@@ -183,10 +182,7 @@ fn compile_to(config: &SandboxConfig, engine: &Engine, cwasm: &Path) -> Result<(
     let tmp = cwasm.with_extension(format!("tmp{}", std::process::id()));
     std::fs::write(&tmp, &bytes).map_err(io)?;
     // The checksum goes in place first: a module without its checksum is never trusted.
-    let sum = sum_path(cwasm);
-    let sum_tmp = sum.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&sum_tmp, format!("{} {:08x}\n", bytes.len(), crc32fast::hash(&bytes))).map_err(io)?;
-    std::fs::rename(&sum_tmp, &sum).map_err(io)?;
+    write_sum(cwasm, bytes.len() as u64, crc32fast::hash(&bytes)).map_err(io)?;
     std::fs::rename(&tmp, cwasm).map_err(io)?;
     Ok(())
 }
@@ -206,7 +202,10 @@ fn check_sum(cwasm: &Path) -> Result<(), String> {
     let want = match std::fs::read_to_string(&sum) {
         Ok(w) => w,
         // A cache from before checksums: adopted once (it was trusted as is until now).
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return write_sum(cwasm),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let (size, crc) = crc_of(cwasm)?;
+            return write_sum(cwasm, size, crc).map_err(|e| format!("cannot write {}: {e}", sum.display()));
+        }
         Err(e) => return Err(format!("its checksum file {} cannot be read: {e}", sum.display())),
     };
     let (len, crc) = want
@@ -240,12 +239,12 @@ fn crc_of(path: &Path) -> Result<(u64, u32), String> {
     }
 }
 
-/// Writes the checksum of an existing cached module.
-fn write_sum(cwasm: &Path) -> Result<(), String> {
-    let (size, crc) = crc_of(cwasm)?;
+/// Writes a cached module's checksum file (whole, by rename).
+fn write_sum(cwasm: &Path, size: u64, crc: u32) -> std::io::Result<()> {
     let sum = sum_path(cwasm);
     let tmp = sum.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, format!("{size} {crc:08x}\n")).and_then(|()| std::fs::rename(&tmp, &sum)).map_err(|e| format!("cannot write {}: {e}", sum.display()))
+    std::fs::write(&tmp, format!("{size} {crc:08x}\n"))?;
+    std::fs::rename(&tmp, &sum)
 }
 
 /// `<cache_dir>/python-<key>.cwasm`, the key covering wasmtime's version, the engine's
