@@ -13,17 +13,7 @@ use std::time::{Duration, Instant};
 
 use autodidact_memory::{AdapterStatus, Store};
 
-const POLICY: &str = r#"
-[nightly]
-suites = ["toy"]
-eval_items = 2
-train_tasks = 2
-curriculum_tasks = 0
-group_size = 2
-rollout_turns = 1
-sft_steps = 1
-train_steps = 1
-"#;
+const POLICY: &str = include_str!("data/tiny-night.toml");
 
 const STAGES: [&str; 9] = ["gather", "curriculum", "rollouts", "train", "eval_promoted", "eval_candidate", "gate", "consolidate", "report"];
 

@@ -14,7 +14,7 @@ mod gguf;
 use std::path::PathBuf;
 
 use autodidact_runtime::model::check_gguf;
-use gguf::{crafted, data_end, extreme, well_formed, write_crafted};
+use gguf::{corrupt, corruption, crafted, data_end, well_formed, write_crafted};
 use proptest::prelude::*;
 use proptest::sample::Index;
 
@@ -61,34 +61,14 @@ fn well_formed_files_pass_and_cut_ones_are_refused() {
     });
 }
 
-#[derive(Debug, Clone)]
-enum Corruption {
-    /// XOR one byte with a non-zero mask.
-    Flip(Index, u8),
-    /// Overwrite `width` bytes with the low bytes of a value, little-endian.
-    Word(Index, u64, usize),
-}
-
 #[test]
 fn corrupted_headers_pass_or_are_refused() {
     let s = Scratch::new("corrupted");
-    let corruption = prop_oneof![
-        (any::<Index>(), 1u8..=255).prop_map(|(i, m)| Corruption::Flip(i, m)),
-        (any::<Index>(), extreme(), prop::sample::select(vec![1usize, 2, 4, 8])).prop_map(|(i, v, w)| Corruption::Word(i, v, w)),
-    ];
-    let input = (well_formed(), prop::collection::vec(corruption, 1..6));
+    let input = (well_formed(), prop::collection::vec(corruption(), 1..6));
     fuzz_common::check("gguf_check_corrupted_headers", 1000, input, |(c, corruptions)| {
         let mut bytes = write_crafted(&c);
         let header = bytes.len() - c.data.len();
-        for k in corruptions {
-            match k {
-                Corruption::Flip(i, mask) => bytes[i.index(header)] ^= mask,
-                Corruption::Word(i, v, w) => {
-                    let at = i.index(header - w);
-                    bytes[at..at + w].copy_from_slice(&v.to_le_bytes()[..w]);
-                }
-            }
-        }
+        corrupt(&mut bytes, header, corruptions);
         let _ = s.check(&bytes);
         Ok(())
     });

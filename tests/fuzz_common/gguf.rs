@@ -52,6 +52,36 @@ unsafe impl GlobalAlloc for Capped {
     }
 }
 
+/// One change to a file's header bytes.
+#[derive(Debug, Clone)]
+pub enum Corruption {
+    /// XOR one byte with a non-zero mask.
+    Flip(prop::sample::Index, u8),
+    /// Overwrite `width` bytes with the low bytes of a value, little-endian.
+    Word(prop::sample::Index, u64, usize),
+}
+
+/// A byte flipped, or a word overwritten with an extreme value.
+pub fn corruption() -> impl Strategy<Value = Corruption> {
+    prop_oneof![
+        (any::<prop::sample::Index>(), 1u8..=255).prop_map(|(i, m)| Corruption::Flip(i, m)),
+        (any::<prop::sample::Index>(), extreme(), prop::sample::select(vec![1usize, 2, 4, 8])).prop_map(|(i, v, w)| Corruption::Word(i, v, w)),
+    ]
+}
+
+/// Applies `corruptions` within the first `header` bytes of `bytes`.
+pub fn corrupt(bytes: &mut [u8], header: usize, corruptions: Vec<Corruption>) {
+    for c in corruptions {
+        match c {
+            Corruption::Flip(i, mask) => bytes[i.index(header)] ^= mask,
+            Corruption::Word(i, v, w) => {
+                let at = i.index(header - w);
+                bytes[at..at + w].copy_from_slice(&v.to_le_bytes()[..w]);
+            }
+        }
+    }
+}
+
 /// Numbers that break length and count arithmetic.
 pub fn extreme() -> impl Strategy<Value = u64> {
     prop_oneof![

@@ -25,7 +25,7 @@ use candle_core::{DType, Device, Tensor};
 use proptest::prelude::*;
 use proptest::sample::Index;
 
-use gguf::{Crafted, KEYS, RawTensor, crafted, extreme, tensor_name, write_crafted};
+use gguf::{Crafted, KEYS, RawTensor, corrupt, corruption, crafted, extreme, tensor_name, write_crafted};
 
 /// Refuses absurd allocations: a declared length a loader trusts aborts the test.
 #[global_allocator]
@@ -137,34 +137,14 @@ fn truncated_files_are_errors() {
     });
 }
 
-#[derive(Debug, Clone)]
-enum Corruption {
-    /// XOR one byte with a non-zero mask.
-    Flip(Index, u8),
-    /// Overwrite `width` bytes with the low bytes of a value, little-endian.
-    Word(Index, u64, usize),
-}
-
 #[test]
 fn corrupted_headers_are_values_or_errors() {
     let f = Fixture::new("headers");
-    let corruption = prop_oneof![
-        (any::<Index>(), 1u8..=255).prop_map(|(i, m)| Corruption::Flip(i, m)),
-        (any::<Index>(), extreme(), prop::sample::select(vec![1usize, 2, 4, 8])).prop_map(|(i, v, w)| Corruption::Word(i, v, w)),
-    ];
-    let input = (any::<bool>(), prop::collection::vec(corruption, 1..6));
+    let input = (any::<bool>(), prop::collection::vec(corruption(), 1..6));
     fuzz_common::check("gguf_corrupted_headers", 1000, input, |(model, corruptions)| {
         let mut bytes = f.file(model).to_vec();
         let header = header_len(&bytes);
-        for c in corruptions {
-            match c {
-                Corruption::Flip(i, mask) => bytes[i.index(header)] ^= mask,
-                Corruption::Word(i, v, w) => {
-                    let at = i.index(header - w);
-                    bytes[at..at + w].copy_from_slice(&v.to_le_bytes()[..w]);
-                }
-            }
-        }
+        corrupt(&mut bytes, header, corruptions);
         f.check(&bytes)?;
         Ok(())
     });
