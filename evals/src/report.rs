@@ -101,6 +101,12 @@ pub async fn render(store: &Store) -> Result<String> {
     if nights.is_empty() {
         h.push_str("<p class=empty>No night yet: run <code>autodidact nightly --quick</code>.</p>");
     } else {
+        // Oldest first: night 1 is the oldest of those shown.
+        let gates: Vec<&serde_json::Value> = nights.iter().rev().filter_map(|(_, stages, _)| stages.iter().find(|s| s.stage == "gate").map(|s| &s.output)).collect();
+        let lines = suite_curves_across_nights(&gates);
+        if !lines.is_empty() {
+            h.push_str(&line_chart(&lines, "pass@1 by suite, night by night (0: before the first night shown; n: night n's candidate)", "night", "pass@1")?);
+        }
         h.push_str(&nights_html(&nights));
     }
     h.push_str("<h2 id=forgetting>Forgetting matrix</h2>");
@@ -242,6 +248,26 @@ fn forgetting_html(m: &ForgettingMatrix) -> Result<String> {
         h.push_str(&line_chart(&lines, "pass@1 by suite across promoted generations", "generation", "pass@1")?);
     }
     Ok(h)
+}
+
+/// Per suite, pass@1 across nights from their gate decisions (oldest first): point 0 is the
+/// adapter the first night started from, point n is night n's candidate. A suite a night did
+/// not score has no point there.
+pub fn suite_curves_across_nights(gates: &[&serde_json::Value]) -> Vec<(String, Vec<CurvePoint>)> {
+    let mut by_suite: BTreeMap<String, Vec<CurvePoint>> = BTreeMap::new();
+    for (i, gate) in gates.iter().enumerate() {
+        for e in gate["evidence"].as_array().into_iter().flatten() {
+            let Some(suite) = e["suite"].as_str() else { continue };
+            let points = by_suite.entry(suite.to_owned()).or_default();
+            if let (0, Some(before)) = (i, e["promoted_pass_at_1"].as_f64()) {
+                points.push(CurvePoint { step: 0.0, reward: before });
+            }
+            if let Some(after) = e["candidate_pass_at_1"].as_f64() {
+                points.push(CurvePoint { step: i as f64 + 1.0, reward: after });
+            }
+        }
+    }
+    by_suite.into_iter().filter(|(_, c)| !c.is_empty()).collect()
 }
 
 type NightRow = (autodidact_memory::Night, Vec<autodidact_memory::NightStage>, std::collections::BTreeMap<String, u64>);
@@ -548,3 +574,24 @@ pre.stderr { background: #fff3f3; } .kind { color: #555; font-weight: 600; }
 svg { max-width: 100%; height: auto; }
 </style></head><body>
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn suite_curves_start_at_the_first_nights_promoted_score_and_follow_each_candidate() {
+        let n1 = json!({"evidence": [
+            {"suite": "arith", "promoted_pass_at_1": 0.1, "candidate_pass_at_1": 0.4},
+            {"suite": "toy", "promoted_pass_at_1": 0.0, "candidate_pass_at_1": 1.0},
+        ]});
+        let n2 = json!({"evidence": [{"suite": "arith", "promoted_pass_at_1": 0.4, "candidate_pass_at_1": 0.5}]});
+        let no_evidence = json!({"decision": "rejected"});
+        let lines = suite_curves_across_nights(&[&n1, &n2, &no_evidence]);
+        let pts = |i: usize| lines[i].1.iter().map(|p| (p.step, p.reward)).collect::<Vec<_>>();
+        assert_eq!(lines.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>(), ["arith", "toy"]);
+        assert_eq!(pts(0), [(0.0, 0.1), (1.0, 0.4), (2.0, 0.5)]);
+        assert_eq!(pts(1), [(0.0, 0.0), (1.0, 1.0)]);
+    }
+}

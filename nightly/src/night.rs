@@ -74,6 +74,9 @@ struct Plan {
     turn_tokens: u32,
     #[serde(default = "default_completion_length")]
     max_completion_length: usize,
+    /// The system prompt's worked examples in rollouts and evals (`prompt.examples`).
+    #[serde(default = "yes")]
+    examples: bool,
     train_tasks: usize,
     curriculum_tasks: usize,
     group_size: u32,
@@ -97,6 +100,10 @@ struct Plan {
 
 fn one() -> usize {
     1
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_turn_tokens() -> u32 {
@@ -131,6 +138,7 @@ impl Plan {
             eval_turns: Policy::preset_eval().recursion.max_iterations,
             turn_tokens: Policy::preset_eval().budget.turn_tokens,
             max_completion_length: policy.training.max_completion_length,
+            examples: policy.prompt.examples,
             train_tasks: n.train_tasks,
             curriculum_tasks: n.curriculum_tasks,
             group_size: n.group_size,
@@ -392,6 +400,7 @@ impl Night {
         let mut p = Policy::preset_eval();
         p.recursion.max_iterations = self.plan.eval_turns;
         p.budget.turn_tokens = self.plan.turn_tokens;
+        p.prompt.examples = self.plan.examples;
         p
     }
 
@@ -865,7 +874,7 @@ async fn earlier_scores(night: &Night, adapter_id: &Option<String>) -> Result<se
     let mine = serde_json::to_value(&night.plan)?;
     for n in night.store.nights(50).await? {
         // Same weights, same items, same turns and tokens (the eval preset is greedy).
-        let same = ["eval_items", "eval_turns", "turn_tokens", "model_sha256"].iter().all(|k| n.plan[*k] == mine[*k]);
+        let same = ["eval_items", "eval_turns", "turn_tokens", "examples", "model_sha256"].iter().all(|k| n.plan[*k] == mine[*k]);
         if n.id == night.id || n.status != NightStatus::Finished || !same {
             continue;
         }

@@ -43,6 +43,8 @@ pub struct Policy {
     pub tools: ToolsPolicy,
     /// Training-free experience: lessons retrieved before a task (`[experience]`).
     pub experience: ExperiencePolicy,
+    /// What the system prompt shows besides the REPL's description (`[prompt]`).
+    pub prompt: PromptPolicy,
     /// LoRA training settings, named as in TRL's `GRPOConfig` (`[training]`).
     pub training: TrainingPolicy,
     /// When a candidate adapter replaces the promoted one (`[promotion]`).
@@ -286,6 +288,21 @@ pub struct ExperiencePolicy {
 impl Default for ExperiencePolicy {
     fn default() -> Self {
         Self { retrieve: true, k: 3 }
+    }
+}
+
+/// The `[prompt]` section.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PromptPolicy {
+    /// Show the system prompt's two worked examples, an arithmetic one and a search over
+    /// `context` (`prompt.examples`). Off, the prompt is zero-shot: the REPL's description only.
+    pub examples: bool,
+}
+
+impl Default for PromptPolicy {
+    fn default() -> Self {
+        Self { examples: true }
     }
 }
 
@@ -721,6 +738,23 @@ mod tests {
     }
 
     #[test]
+    fn every_example_policy_parses() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/nightly");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                Policy::load(&path).unwrap_or_else(|e| panic!("{e}"));
+                n += 1;
+            }
+        }
+        assert!(n >= 4, "{n} example policies in {}", dir.display());
+        let zero_shot = Policy::load(&dir.join("zero-shot-eval.toml")).unwrap();
+        assert!(!zero_shot.prompt.examples);
+        assert_eq!(Policy { prompt: PromptPolicy::default(), ..zero_shot }, Policy::preset_eval());
+    }
+
+    #[test]
     fn nightly_section_parses_and_validates() {
         let p = Policy::parse("[nightly]\nsuites = [\"arith\"]\ngroup_size = 8\n", Path::new("x")).unwrap();
         assert_eq!((p.nightly.suites.clone(), p.nightly.group_size, p.nightly.train_steps), (vec!["arith".to_string()], 8, 6));
@@ -747,6 +781,10 @@ mod tests {
         assert_eq!(e, "p.toml:3: key `budget.turn_tokens`: must be greater than 0");
         let e = err("[recursion]\nmax_dept = 2\n");
         assert!(e.starts_with("p.toml:2: key `recursion.max_dept`: unknown field"), "{e}");
+        assert!(Policy::default().prompt.examples);
+        assert!(!Policy::parse("[prompt]\nexamples = false\n", Path::new("x")).unwrap().prompt.examples);
+        let e = err("[prompt]\nexamples = 0\n");
+        assert!(e.starts_with("p.toml:2: key `prompt.examples`"), "{e}");
     }
 
     #[test]

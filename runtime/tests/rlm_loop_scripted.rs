@@ -337,6 +337,20 @@ async fn experience_brings_verified_solved_tasks_and_lessons_but_not_unverified_
     assert!(!system.contains("Solved:") && !system.contains("Lesson:"), "{system}");
 }
 
+#[tokio::test]
+async fn the_worked_examples_are_in_the_prompt_unless_the_policy_turns_them_off() {
+    let sandbox = Sandbox::open(&SandboxConfig::from_env()).unwrap();
+    let task = TaskInput::new("What is 2 + 2?", Value::Null);
+    let with = Agent::new(replies(&[]), sandbox.clone(), Policy::preset_default()).unwrap().first_messages(&task).await[0].content.clone();
+    assert!(with.contains("Example 1.") && with.contains("Example 2."), "{with}");
+    // The search example answers with the match, not a literal a model could copy.
+    assert!(with.contains("FINAL(m.group(1))") && !with.contains("FINAL(\""), "{with}");
+    let zero_shot = policy(|p| p.prompt.examples = false);
+    let without = Agent::new(replies(&[]), sandbox, zero_shot).unwrap().first_messages(&task).await[0].content.clone();
+    assert!(!without.contains("Example") && !without.contains("17 * 23"), "{without}");
+    assert!(without.contains("```repl") && without.ends_with("call FINAL(answer)."), "{without}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_needle_in_a_1mb_haystack_is_found_by_code() {
     let code = "```repl\nimport re\nm = re.search(r'magic number for Greta is (\\d+)', context)\nprint(len(context), m.start())\nFINAL(m.group(1))\n```";

@@ -463,7 +463,7 @@ impl Agent {
     pub async fn first_messages_and_warnings(&self, task: &TaskInput) -> (Vec<Message>, Vec<Warning>) {
         let tools: Vec<Value> = self.allowed_tools().map(|t| json!({"name": t.name(), "description": t.description()})).collect();
         let (experience, warnings) = self.experience(task).await;
-        let system = self.render("system", json!({"context_desc": describe_context(&task.context), "tools": tools, "experience": experience}));
+        let system = self.render("system", json!({"context_desc": describe_context(&task.context), "tools": tools, "experience": experience, "examples": self.policy.prompt.examples}));
         (vec![Message::system(system), Message::user(self.render("task", json!({"task": task.prompt})))], warnings)
     }
 
