@@ -88,13 +88,17 @@ async fn queued_and_running_runs_can_be_cancelled() {
     let (_, first) = call(c.post(s.url("/agents/a/runs")).json(&json!({"task": "sleep"}))).await;
     let (_, second) = call(c.post(s.url("/agents/a/runs")).json(&json!({"task": "wait in line"}))).await;
     let (first, second) = (first["id"].as_str().unwrap().to_owned(), second["id"].as_str().unwrap().to_owned());
+    // Cancel only once the first turn is logged: from then on the cell runs (or, cancelled
+    // before it starts, is logged as interrupted). A cancel during the turn drops the turn
+    // and leaves no step, which is another case.
     let t = std::time::Instant::now();
     loop {
-        let (_, v) = call(c.get(s.url(&format!("/runs/{first}")))).await;
-        if v["status"] == "running" && v["run_id"].is_string() {
+        let (_, v) = call(c.get(s.url(&format!("/runs/{first}/transcript")))).await;
+        let steps = v["tree"][0]["steps"].as_array().cloned().unwrap_or_default();
+        if v["run"]["status"] == "running" && steps.iter().any(|s| s["kind"] == "model_turn") {
             break;
         }
-        assert!(t.elapsed() < Duration::from_secs(60), "the first run never started: {v}");
+        assert!(t.elapsed() < Duration::from_secs(60), "the first run never reached its cell: {v}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let (_, v) = call(c.get(s.url(&format!("/runs/{second}")))).await;
