@@ -520,9 +520,11 @@ fn line_chart(curves: &[(String, Vec<CurvePoint>)], caption: &str, x_desc: &str,
             .y_label_area_size(44)
             .build_cartesian_2d(0f64..max_step + 1.0, 0f64..max_reward * 1.05)
             .map_err(plot_err)?;
-        chart.configure_mesh().x_desc(x_desc).y_desc(y_desc).draw().map_err(plot_err)?;
+        // Steps, generations and nights are whole numbers: label only those.
+        chart.configure_mesh().x_desc(x_desc).y_desc(y_desc).x_label_formatter(&|x| if x.fract() == 0.0 { format!("{x:.0}") } else { String::new() }).draw().map_err(plot_err)?;
         for (i, (name, c)) in curves.iter().enumerate() {
             let color = PALETTE[i % PALETTE.len()];
+            chart.draw_series(c.iter().map(|p| Circle::new((p.step, p.reward), 3, color.filled()))).map_err(plot_err)?;
             chart
                 .draw_series(LineSeries::new(c.iter().map(|p| (p.step, p.reward)), color.stroke_width(2)))
                 .map_err(plot_err)?
