@@ -495,6 +495,12 @@ fn plan_families(plan: &Plan) -> Vec<String> {
 }
 
 /// The family a named target suite measures (none for `any` or an unknown suite).
+/// The share of a printed loss that is the consolidation penalty (the loss includes it), so a
+/// night on top of a promoted adapter does not read as a model that cannot fit its traces.
+fn penalty_note(penalty: f64) -> String {
+    if penalty > 0.0 { format!(" (of which consolidation penalty {penalty:.4})") } else { String::new() }
+}
+
 fn target_family(target: &str) -> Vec<String> {
     families::measured_by(target).map(|f| vec![f.name.to_owned()]).unwrap_or_default()
 }
@@ -805,7 +811,7 @@ async fn train(night: &Night) -> Result<Value> {
                 break;
             }
             for r in trainer.train_batch(&sft)? {
-                night.say(&format!("sft {}: loss {:.4}", step + 1, r.loss));
+                night.say(&format!("sft {}: loss {:.4}{}", step + 1, r.loss, penalty_note(r.penalty)));
                 curve.push(crate::train::curve_point(&r, json!({"phase": "sft"})));
             }
             signals["sft_steps"] = json!(step + 1);
@@ -820,7 +826,7 @@ async fn train(night: &Night) -> Result<Value> {
             break;
         }
         for r in trainer.train_batch(batch)? {
-            night.say(&format!("grpo {}: loss {:.4}, reward {:.3}, {} groups kept", i + 1, r.loss, r.mean_reward, r.groups_used));
+            night.say(&format!("grpo {}: loss {:.4}{}, reward {:.3}, {} groups kept", i + 1, r.loss, penalty_note(r.penalty), r.mean_reward, r.groups_used));
             if r.skipped.is_none() {
                 signals["grpo_updates"] = json!(signals["grpo_updates"].as_u64().unwrap_or(0) + 1);
             }
