@@ -26,8 +26,8 @@ use serde_json::Value;
     arith, with a small plan (6 train tasks, 16 eval items per suite, 2-turn runs of 128-token \
     turns). The exit code is 0 whether the candidate is promoted or rejected.")]
 pub struct NightlyArgs {
-    /// A policy TOML file ([training], [promotion] and [nightly] sections; default: the
-    /// built-in preset).
+    /// A policy TOML file ([training], [promotion], [nightly] and [prompt] sections; default:
+    /// the built-in preset).
     #[arg(long, value_name = "FILE")]
     policy: Option<PathBuf>,
     /// Wall-clock budget, e.g. `2h`, `45m`, `900s`. Training stops early to leave time for the
