@@ -494,13 +494,13 @@ fn plan_families(plan: &Plan) -> Vec<String> {
     target_family(&plan.target)
 }
 
-/// The family a named target suite measures (none for `any` or an unknown suite).
 /// The share of a printed loss that is the consolidation penalty (the loss includes it), so a
 /// night on top of a promoted adapter does not read as a model that cannot fit its traces.
 fn penalty_note(penalty: f64) -> String {
     if penalty > 0.0 { format!(" (of which consolidation penalty {penalty:.4})") } else { String::new() }
 }
 
+/// The family a named target suite measures (none for `any` or an unknown suite).
 fn target_family(target: &str) -> Vec<String> {
     families::measured_by(target).map(|f| vec![f.name.to_owned()]).unwrap_or_default()
 }
