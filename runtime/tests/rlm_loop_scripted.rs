@@ -74,6 +74,24 @@ async fn a_final_call_answers_and_everything_is_logged() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_turn_ends_after_the_block_that_answers() {
+    // What a trained adapter writes: the answer block, then the same block again to the cap.
+    let block = "```repl\nFINAL(6 * 7)\n```\n\n";
+    let (o, store) = run(&[&format!("Here.\n{}", block.repeat(5))], Policy::preset_default()).await;
+    assert_eq!((o.stop.clone(), o.answer.as_deref()), (Stop::Answered, Some("42")));
+    let steps = store.steps(o.run_id.as_deref().unwrap()).await.unwrap();
+    assert_eq!(steps[0].data.output, "Here.\n```repl\nFINAL(6 * 7)\n```", "the reply ends at the answer block's fence");
+    // Blocks before the answering one still run, in order; one that only looks like an answer
+    // (FINAL outside a block) does not end the turn.
+    let reply = "FINAL( is how I answer.\n```repl\nx = 41\n```\n```repl\nanswer['ready'] = x > 40\nanswer['content'] = str(x + 1)\n```\n```repl\nFINAL('too late')\n```";
+    let (o, store) = run(&[reply], Policy::preset_default()).await;
+    assert_eq!(o.answer.as_deref(), Some("42"));
+    let steps = store.steps(o.run_id.as_deref().unwrap()).await.unwrap();
+    assert!(steps[0].data.output.ends_with("answer['content'] = str(x + 1)\n```"), "{}", steps[0].data.output);
+    assert_eq!(steps.iter().filter(|s| s.data.kind == StepKind::CodeCell).count(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn replies_without_code_get_a_nudge() {
     let (o, store) = run(&["I think the answer is 5.", "", "```repl\nFINAL('five')\n```"], Policy::preset_default()).await;
     assert_eq!(o.stop, Stop::Answered);

@@ -107,6 +107,12 @@ pub struct Sampling {
     pub seed: Option<u64>,
     /// Stop when the text ends with one of these (the stop string is cut from `text`).
     pub stop: Vec<String>,
+    /// Stop at the closing fence of the first ```` ``` ````-fenced block whose body contains
+    /// one of these strings (the fence is kept, what follows it is cut). The agent loop passes
+    /// its answer calls (`FINAL(`), so a reply ends once it has given its answer: the loop
+    /// runs no block after the one that answers, and small models otherwise repeat the block
+    /// until `max_new_tokens`. Held back by `min_new_tokens` like `stop`.
+    pub stop_after_block: Vec<String>,
     /// The most tokens to generate.
     pub max_new_tokens: usize,
     /// Budget forcing (s1): end-of-generation and stop strings are suppressed until this many
@@ -126,6 +132,7 @@ impl Default for Sampling {
             min_p: 0.0,
             seed: None,
             stop: Vec::new(),
+            stop_after_block: Vec::new(),
             max_new_tokens: 256,
             min_new_tokens: 0,
             continuations: Vec::new(),
@@ -162,7 +169,7 @@ impl Sampling {
         if self.min_new_tokens > self.max_new_tokens {
             return bad("min_new_tokens must not exceed max_new_tokens");
         }
-        if self.stop.iter().any(String::is_empty) {
+        if self.stop.iter().chain(&self.stop_after_block).any(String::is_empty) {
             return bad("stop strings must not be empty");
         }
         if self.continuations.iter().any(String::is_empty) {
@@ -180,6 +187,37 @@ impl Sampling {
             now.as_nanos() as u64
         })
     }
+}
+
+/// Where [`Sampling::stop_after_block`] ends `text`: the byte just past the closing fence of
+/// the first fenced block whose body contains one of `markers`, counting only fence lines
+/// completed (by a newline) at byte `from` or later. A line whose trimmed start is
+/// ```` ``` ```` opens a block, or closes the open one.
+pub fn block_stop(text: &[u8], from: usize, markers: &[String]) -> Option<usize> {
+    if markers.is_empty() {
+        return None;
+    }
+    let mut open: Option<usize> = None;
+    let mut start = 0;
+    while let Some(nl) = text[start..].iter().position(|&b| b == b'\n') {
+        let line = &text[start..start + nl];
+        let trimmed = line.trim_ascii();
+        if trimmed.starts_with(b"```") {
+            match open {
+                None => open = Some(start + nl + 1),
+                Some(body) if start + nl >= from => {
+                    let inner = &text[body..start];
+                    if markers.iter().any(|m| !m.is_empty() && inner.windows(m.len()).any(|w| w == m.as_bytes())) {
+                        return Some(start + line.trim_ascii_end().len());
+                    }
+                    open = None;
+                }
+                Some(_) => open = None,
+            }
+        }
+        start += nl + 1;
+    }
+    None
 }
 
 /// Why generation ended.
@@ -416,4 +454,37 @@ pub async fn open(spec: &ModelSpec, options: &OpenOptions) -> Result<Arc<dyn Lan
         }
         ModelSpec::Scripted(path) => Arc::new(scripted::ScriptedModel::from_file(path)?),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stop_at(text: &str) -> Option<&str> {
+        block_stop(text.as_bytes(), 0, &["FINAL(".to_owned()]).map(|end| &text[..end])
+    }
+
+    #[test]
+    fn a_reply_ends_at_the_fence_of_the_block_that_answers() {
+        let once = "```repl\nFINAL(26)\n```\n";
+        assert_eq!(stop_at(&once.repeat(3)), Some("```repl\nFINAL(26)\n```"));
+        let later = "Let me look.\n```repl\nx = 2\nprint(x)\n```\nNow:\n  ```python\nFINAL(x)\n  ```  \nmore";
+        assert_eq!(stop_at(later), Some("Let me look.\n```repl\nx = 2\nprint(x)\n```\nNow:\n  ```python\nFINAL(x)\n  ```"));
+    }
+
+    #[test]
+    fn no_stop_before_the_fence_line_is_complete_or_without_an_answer() {
+        assert_eq!(stop_at("```repl\nFINAL(26)\n```"), None, "the fence line may still grow");
+        assert_eq!(stop_at("```repl\nFINAL(26)\n"), None);
+        assert_eq!(stop_at("FINAL(26)\n```repl\nprint(1)\n```\n"), None, "FINAL outside a block");
+        let fin = ["FINAL(".to_owned()];
+        assert_eq!(block_stop(b"```repl\nFINAL(1)\n```\n", 0, &[]), None);
+        assert_eq!(block_stop(b"```repl\nFINAL(1)\n```\n", 0, &[String::new()]), None);
+        // Only fences completed at `from` or later count: the engine passes where the newest
+        // token began, so a block that closed while `min_new_tokens` held it back is passed.
+        let two = b"```repl\nFINAL(1)\n```\n```repl\nFINAL(2)\n```\n";
+        assert_eq!(block_stop(two, 20, &fin), Some(20));
+        assert_eq!(block_stop(two, 21, &fin), Some(two.len() - 1));
+        assert_eq!(block_stop(two, two.len(), &fin), None);
+    }
 }

@@ -13,6 +13,9 @@
 //!
 //! Budget forcing over HTTP is partial: `min_new_tokens` is sent as `min_tokens` (a vLLM
 //! extension); continuation strings need token-level control and are refused.
+//! `Sampling::stop_after_block` is applied to the finished reply: the server generates on, and
+//! the text (and the log-probs, where the server names their tokens) are cut where the engine
+//! would have stopped.
 
 use std::time::{Duration, Instant};
 
@@ -20,7 +23,8 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use super::{
-    Completion, FinishReason, LanguageModel, Message, Sampling, Timings, Usage, check_request,
+    Completion, FinishReason, LanguageModel, Message, Sampling, Timings, Usage, block_stop,
+    check_request,
 };
 use crate::{Error, Result};
 
@@ -69,6 +73,8 @@ pub struct OpenAiModel {
 struct Partial {
     text: String,
     logprobs: Vec<f32>,
+    /// The byte length of each log-prob's token, where the server names the token.
+    token_lens: Vec<usize>,
     finish: Option<String>,
     chunks: usize,
 }
@@ -279,6 +285,9 @@ fn absorb(
                     .and_then(Value::as_f64)
                     .ok_or_else(|| format!("a logprob entry without a number: {lp}"))?;
                 p.logprobs.push(x as f32);
+                if let Some(t) = lp.get("token").and_then(Value::as_str) {
+                    p.token_lens.push(t.len());
+                }
             }
         }
         if let Some(f) = c.get("finish_reason").and_then(Value::as_str) {
@@ -321,7 +330,21 @@ impl LanguageModel for OpenAiModel {
             let body = self.body(messages, want, sampling, seed);
             let (choices, usage, timings) = self.request(&body).await?;
             let got = choices.len().min(want);
-            for p in choices.into_iter().take(want) {
+            for mut p in choices.into_iter().take(want) {
+                // A server cannot apply this rule: the reply is cut where the engine would
+                // have stopped, and so are its log-probs when the server named the tokens.
+                if let Some(end) = block_stop(format!("{}\n", p.text).as_bytes(), 0, &sampling.stop_after_block) {
+                    p.text.truncate(end);
+                    p.finish = Some("stop".into());
+                    if p.token_lens.len() == p.logprobs.len() {
+                        let mut at = 0;
+                        let kept = p.token_lens.iter().take_while(|&&len| {
+                            at += len;
+                            at - len < end
+                        });
+                        p.logprobs.truncate(kept.count());
+                    }
+                }
                 let finish_reason = match p.finish.as_deref() {
                     Some("length") => FinishReason::Length,
                     _ => FinishReason::Stop,

@@ -3,7 +3,7 @@
 //! `--model scripted:PATH` reads PATH once. Replies are separated by lines holding only `---`;
 //! each call to `chat` takes the next one (a group takes the next `n`). Once the replies run
 //! out, every further reply is empty. Nothing is tokenised, so completions carry no tokens and
-//! no log-probs.
+//! no log-probs. [`Sampling::stop_after_block`] cuts a reply as the engine would have stopped it.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -12,7 +12,8 @@ use std::time::Instant;
 use async_trait::async_trait;
 
 use super::{
-    Completion, FinishReason, LanguageModel, Message, Sampling, Timings, Usage, check_prompt,
+    Completion, FinishReason, LanguageModel, Message, Sampling, Timings, Usage, block_stop,
+    check_prompt,
 };
 use crate::{Error, Result};
 
@@ -82,6 +83,10 @@ impl LanguageModel for ScriptedModel {
             .map(|_| {
                 let mut text = replies.pop_front().unwrap_or_default();
                 let mut finish_reason = FinishReason::Stop;
+                // A reply ends after its answering block, as the engine would have stopped it.
+                if let Some(end) = block_stop(format!("{text}\n").as_bytes(), 0, &sampling.stop_after_block) {
+                    text.truncate(end);
+                }
                 if let Some((cut, _)) = text.char_indices().nth(sampling.max_new_tokens * 4) {
                     text.truncate(cut);
                     finish_reason = FinishReason::Length;

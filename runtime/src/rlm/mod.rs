@@ -2,7 +2,8 @@
 //!
 //! One run (see [`Agent::run`]):
 //! 1. open a sandbox session, bind `context` and the scaffold (`prelude.py`);
-//! 2. prompt the model from `runtime/prompts/*.j2`;
+//! 2. prompt the model from `runtime/prompts/*.j2`; a turn's generation ends after the first
+//!    block that calls `FINAL`, since no block after it would run;
 //! 3. each turn, run every ` ```repl ` block of the reply in order and feed the outputs back,
 //!    each cut to `budget.output_chars`; a reply with no block gets a short nudge;
 //! 4. after every cell, restore scaffold names the code overwrote, and tell the model;
@@ -36,6 +37,11 @@ use crate::{Error, Result};
 
 const PRELUDE: &str = include_str!("prelude.py");
 const CHECK: &str = "__import__('_autodidact').check(globals())";
+/// What a block that answers calls or sets. A turn's generation ends at the closing fence of
+/// the first block holding one of these ([`Sampling::stop_after_block`]): [`Agent::run`] runs no
+/// block after the one that answers, and a small model otherwise repeats its answer block to the
+/// turn's token cap. A block that turns out not to answer gets its feedback on the next turn.
+const ANSWER_CALLS: [&str; 4] = ["FINAL(", "FINAL_VAR(", "\"ready\"]", "'ready']"];
 
 /// A task for one run.
 #[derive(Debug, Clone)]
@@ -526,6 +532,7 @@ impl Agent {
             max_new_tokens: b.turn_tokens as usize,
             min_new_tokens: b.min_thinking_tokens as usize,
             continuations: b.continuations.clone(),
+            stop_after_block: ANSWER_CALLS.iter().map(|s| (*s).to_owned()).collect(),
             ..Sampling::default()
         }
     }

@@ -32,7 +32,7 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 
 use super::super::sampler::{self, Rng, Scratch};
-use super::super::{Completion, FinishReason, Sampling, Timings, Usage};
+use super::super::{Completion, FinishReason, Sampling, Timings, Usage, block_stop};
 use super::{Engine, Reply, Shared, llama_err};
 use crate::{Error, Result};
 
@@ -655,7 +655,10 @@ fn step(
         q.text.extend(vocab.token_to_piece(LlamaToken(c.token as i32), false, None));
         q.pending.push(c.token);
         if q.tokens.len() >= s.min_new_tokens
-            && let Some(at) = find_stop(&q.text, before, &s.stop)
+            && let Some(at) = find_stop(&q.text, before, &s.stop).or_else(|| {
+                // A fence line is complete only once a newline follows it.
+                q.text[before..].contains(&b'\n').then(|| block_stop(&q.text, before, &s.stop_after_block)).flatten()
+            })
         {
             q.cut = Some(at);
             q.done = Some(FinishReason::Stop);
