@@ -193,6 +193,51 @@ impl LanguageModel for SlowModel {
     }
 }
 
+/// The scripted replies behind a context window of `n_ctx` tokens, counted as four characters
+/// each, as the engine refuses a prompt that does not fit.
+struct SmallWindow {
+    inner: ScriptedModel,
+    n_ctx: u32,
+}
+
+#[async_trait]
+impl LanguageModel for SmallWindow {
+    fn describe(&self) -> String {
+        "small window".into()
+    }
+    fn backend_name(&self) -> &'static str {
+        "scripted"
+    }
+    async fn chat_group(&self, messages: &[Message], n: usize, sampling: &Sampling) -> autodidact_runtime::Result<Vec<Completion>> {
+        let needed = messages.iter().map(|m| m.content.chars().count()).sum::<usize>().div_ceil(4) + sampling.max_new_tokens;
+        if needed > self.n_ctx as usize {
+            return Err(autodidact_runtime::Error::ContextOverflow { needed, n_ctx: self.n_ctx });
+        }
+        self.inner.chat_group(messages, n, sampling).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn repl_output_too_long_for_the_window_is_shortened_and_the_run_goes_on() {
+    let p = policy(|p| p.budget.output_chars = 40_000);
+    let model = |rs: &[&str]| -> Arc<dyn LanguageModel> { Arc::new(SmallWindow { inner: ScriptedModel::from_text(&rs.join("\n---\n"), "test"), n_ctx: 4096 }) };
+    // 30,000 characters of output (7,500 tokens here) cannot follow into a 4,096-token window.
+    let rs = ["```repl\nprint('7' * 30000)\n```", "```repl\nFINAL('fits')\n```"];
+    let (o, store) = run_with(model(&rs), p.clone(), Vec::new(), TaskInput::new("the task", json!("some context"))).await;
+    assert_eq!((o.stop.clone(), o.answer.as_deref()), (Stop::Answered, Some("fits")));
+    let told = told(&store, &o).await;
+    assert!(told[1].contains("characters cut so the conversation fits"), "{}", &told[1][..300]);
+    assert!(told[1].len() < 4 * 4096, "{} characters were still sent", told[1].len());
+    assert!(o.warnings.iter().any(|w| w.source == "context" && w.message.contains("4096-token window")), "{:?}", o.warnings);
+    // A task that alone overflows the window leaves nothing to shorten: the run ends, clearly.
+    let huge = "x".repeat(20_000);
+    let (o, _) = run_with(model(&rs), p, Vec::new(), TaskInput::new(&huge, json!("some context"))).await;
+    match o.stop {
+        Stop::Error(e) => assert!(e.contains("no REPL output is left to shorten"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sub_calls_run_concurrently_up_to_the_cap() {
     let slow = Arc::new(SlowModel { now: AtomicUsize::new(0), peak: AtomicUsize::new(0) });

@@ -31,7 +31,7 @@ use tokio::sync::Semaphore;
 pub use cancel::Cancel;
 pub use code::{code_blocks, truncate};
 
-use crate::model::{LanguageModel, Message, Sampling};
+use crate::model::{LanguageModel, Message, Role, Sampling};
 use crate::tools::Tool;
 use crate::{Error, Result};
 
@@ -367,7 +367,7 @@ impl Agent {
                     break Stop::MaxIterations;
                 }
                 let prefix = if tally.turns == 0 { task.reply_prefix.as_deref() } else { None };
-                let reply = match self.turn_with_prefix(&messages, prefix, depth, &tree, &log, &mut tally).await {
+                let reply = match self.turn_with_prefix(&mut messages, prefix, depth, &tree, &log, &mut tally).await {
                     Ok(text) => text,
                     Err(stop) => break stop,
                 };
@@ -388,7 +388,7 @@ impl Agent {
             if stop == Stop::MaxIterations {
                 // At the iteration cap the model is asked once for a final answer.
                 messages.push(Message::user(self.render("final", json!({}))));
-                if let Ok(reply) = self.turn(&messages, depth, &tree, &log, &mut tally).await {
+                if let Ok(reply) = self.turn(&mut messages, depth, &tree, &log, &mut tally).await {
                     let blocks = code_blocks(&reply);
                     if let Ok(given) = self.run_cells(&mut session, &blocks, &task, depth, &tree, &log, &mut tally).await? {
                         answer = Some(given);
@@ -538,13 +538,38 @@ impl Agent {
     }
 
     /// One model turn; a failure or a timeout ends the run with its reason.
-    async fn turn(&self, messages: &[Message], depth: u32, tree: &Tree, log: &Option<RunLog>, tally: &mut Tally) -> std::result::Result<String, Stop> {
+    async fn turn(&self, messages: &mut [Message], depth: u32, tree: &Tree, log: &Option<RunLog>, tally: &mut Tally) -> std::result::Result<String, Stop> {
         self.turn_with_prefix(messages, None, depth, tree, log, tally).await
     }
 
     /// A turn whose reply starts with `prefix` (a trailing assistant message the model
     /// continues); the reply returned and logged includes the prefix.
-    async fn turn_with_prefix(&self, messages: &[Message], prefix: Option<&str>, depth: u32, tree: &Tree, log: &Option<RunLog>, tally: &mut Tally) -> std::result::Result<String, Stop> {
+    ///
+    /// A conversation that no longer fits the model's context window (a cell printed more
+    /// tokens than `budget.output_chars` suggests, say) has its REPL feedback shortened in
+    /// place, longest message first, and the turn is asked again, up to three times; the run
+    /// records a warning. What the window cannot hold even then ends the run as before.
+    async fn turn_with_prefix(&self, messages: &mut [Message], prefix: Option<&str>, depth: u32, tree: &Tree, log: &Option<RunLog>, tally: &mut Tally) -> std::result::Result<String, Stop> {
+        let mut attempt = 0;
+        loop {
+            match self.one_turn(messages, prefix, depth, tree, log, tally).await {
+                Err(TurnError::Overflow { needed, n_ctx }) if attempt < 3 => {
+                    attempt += 1;
+                    let prompt = needed.saturating_sub(self.policy.budget.turn_tokens as usize);
+                    let Some(cut) = shorten_feedback(messages, prompt, needed.saturating_sub(n_ctx as usize), attempt) else {
+                        return Err(Stop::Error(format!("{needed} tokens do not fit the context window of {n_ctx}, and no REPL output is left to shorten")));
+                    };
+                    let why = format!("the conversation needed {needed} tokens of a {n_ctx}-token window: {cut} characters of REPL output were cut from its middle, and the turn asked again");
+                    warn(log.as_ref().map(|l| &l.handle), &tally.warnings, "context", why).await;
+                }
+                Err(TurnError::Overflow { needed, n_ctx }) => return Err(Stop::Error(format!("{needed} tokens do not fit the context window of {n_ctx}"))),
+                Err(TurnError::Stop(stop)) => return Err(stop),
+                Ok(text) => return Ok(text),
+            }
+        }
+    }
+
+    async fn one_turn(&self, messages: &[Message], prefix: Option<&str>, depth: u32, tree: &Tree, log: &Option<RunLog>, tally: &mut Tally) -> std::result::Result<String, TurnError> {
         let started = Instant::now();
         let remaining = tree.deadline.saturating_duration_since(started);
         let prefilled: Vec<Message>;
@@ -562,13 +587,14 @@ impl Agent {
             // Dropping the request ends its sequence in the engine (its reply channel closes).
             () = tree.cancel.cancelled() => {
                 tally.model_time += started.elapsed();
-                return Err(Stop::Cancelled);
+                return Err(TurnError::Stop(Stop::Cancelled));
             }
         };
         tally.model_time += started.elapsed();
         let mut completion = match reply {
-            Err(_) => return Err(Stop::BudgetExceeded(format!("budget.wall_clock_ms = {}", self.policy.budget.wall_clock_ms))),
-            Ok(Err(e)) => return Err(Stop::Error(e.to_string())),
+            Err(_) => return Err(TurnError::Stop(Stop::BudgetExceeded(format!("budget.wall_clock_ms = {}", self.policy.budget.wall_clock_ms)))),
+            Ok(Err(Error::ContextOverflow { needed, n_ctx })) if needed > n_ctx as usize => return Err(TurnError::Overflow { needed, n_ctx }),
+            Ok(Err(e)) => return Err(TurnError::Stop(Stop::Error(e.to_string()))),
             Ok(Ok(c)) => c,
         };
         if let Some(p) = prefix {
@@ -786,4 +812,42 @@ async fn exec_unless_cancelled(session: &mut Session, code: &str, cancel: &Cance
         }
     };
     Ok(cell?)
+}
+
+/// Why a model turn gave no reply.
+enum TurnError {
+    /// The run ends.
+    Stop(Stop),
+    /// The prompt and the turn's tokens need more than the context window.
+    Overflow { needed: usize, n_ctx: u32 },
+}
+
+/// Shortens the REPL feedback in `messages` (the user messages after the task) so that about
+/// `over` of the prompt's `prompt_tokens` tokens go, cutting the middle of the longest message
+/// first. Tokens per character are estimated over the whole prompt, and raised with each
+/// `attempt` (REPL output of digits or symbols takes more tokens per character than prose).
+/// Returns the characters cut, or `None` when no feedback is long enough to cut.
+fn shorten_feedback(messages: &mut [Message], prompt_tokens: usize, over: usize, attempt: u32) -> Option<usize> {
+    const KEEP: usize = 400;
+    let chars: usize = messages.iter().map(|m| m.content.chars().count()).sum();
+    let per_token = chars as f64 / prompt_tokens.max(1) as f64;
+    let mut to_cut = ((over + 64) as f64 * per_token * f64::from(1 << attempt.saturating_sub(1).min(4))).ceil() as usize;
+    let mut cut = 0;
+    while to_cut > 0 {
+        let longest = messages.iter_mut().skip(2).filter(|m| m.role == Role::User).max_by_key(|m| m.content.chars().count())?;
+        let len = longest.content.chars().count();
+        let room = len.saturating_sub(2 * KEEP + 100);
+        if room == 0 {
+            return (cut > 0).then_some(cut);
+        }
+        let n = room.min(to_cut);
+        let head = (len - n) / 2;
+        let text: Vec<char> = longest.content.chars().collect();
+        let kept_head: String = text[..head].iter().collect();
+        let kept_tail: String = text[head + n..].iter().collect();
+        longest.content = format!("{kept_head}\n[... {n} characters cut so the conversation fits the context window ...]\n{kept_tail}");
+        cut += n;
+        to_cut -= n;
+    }
+    Some(cut)
 }
