@@ -1,12 +1,12 @@
 //! Issue 19's long-context case, asserted: after a short supervised warm start on verified
 //! search traces of *8 KB* train needles (the night's reference-teacher traces: a regular
 //! expression over `context`, then `FINAL(m.group(1))`), the real SmolLM2 with that adapter finds
-//! a needle in a *1 MB* haystack by code, and the answer is checked.
+//! needles in *1 MB* haystacks by code: at least 6 of 8 (issue 19's target), answers checked.
 //!
 //! The adapter is trained here rather than taken from a night: a clean clone has no night,
 //! and the test must say the same thing on every machine. The train needles come from the niah
-//! family's train generator (five formats and keys, eval prompts excluded); the haystack, its
-//! name and its number are this test's own, so nothing it is judged on was trained on. The
+//! family's train generator (five formats and keys, eval prompts excluded); the haystacks, their
+//! names and numbers are this test's own, so nothing it is judged on was trained on. The
 //! base model, asked the same, does not answer with the needle (checked first, so that the
 //! adapter's answer means something).
 
@@ -25,13 +25,13 @@ use serde_json::json;
 const ITEMS: usize = 10;
 const PASSES: usize = 6;
 
-/// A 1 MB haystack of filler sentences with one magic number in it, 40% of the way in.
-fn haystack(name: &str, number: u32) -> String {
+/// A 1 MB haystack of filler sentences with one magic number in it, `at` sentences in.
+fn haystack(name: &str, number: u32, at: usize) -> String {
     let filler = ["The narrow harbor keeps the silver ledger. ", "A patient wagon crosses the early meadow. ", "The hollow tower measures the bright orchard. "];
     let mut hay = String::with_capacity(1_000_100);
     let mut i = 0;
     while hay.len() < 1_000_000 {
-        if i == 9_500 {
+        if i == at {
             hay.push_str(&format!("The magic number for {name} is {number}. "));
         }
         hay.push_str(filler[i % filler.len()]);
@@ -40,20 +40,32 @@ fn haystack(name: &str, number: u32) -> String {
     hay
 }
 
-async fn ask(agent: &Arc<Agent>) -> (Stop, Option<String>) {
-    let prompt = "The context is a long text. Somewhere in it is the magic number for Yusuf. What is that number? Answer with the number only.";
-    let o = agent.clone().run(TaskInput::new(prompt, json!(haystack("Yusuf", 6_204_917)))).await.unwrap();
+/// Issue 19's target: at least 6 of 8 runs on 1 MB haystacks find the needle.
+const NEEDLES: [(&str, u32, usize); 8] = [
+    ("Yusuf", 6_204_917, 9_500),
+    ("Wanda", 3_871_046, 1_200),
+    ("Tobias", 9_015_332, 23_000),
+    ("Sunita", 4_460_781, 15_750),
+    ("Rafael", 7_302_158, 300),
+    ("Quentin", 2_549_960, 20_100),
+    ("Olga", 5_128_447, 6_666),
+    ("Mateo", 8_793_215, 12_345),
+];
+
+async fn ask(agent: &Arc<Agent>, (name, number, at): (&str, u32, usize)) -> (Stop, Option<String>) {
+    let prompt = format!("The context is a long text. Somewhere in it is the magic number for {name}. What is that number? Answer with the number only.");
+    let o = agent.clone().run(TaskInput::new(prompt, json!(haystack(name, number, at)))).await.unwrap();
     (o.stop, o.answer)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_1mb_haystack_is_found_by_code_after_a_warm_start_on_8kb_needles() {
+async fn needles_in_1mb_haystacks_are_found_by_code_after_a_warm_start_on_8kb_needles() {
     let model = Arc::new(LlamaCppModel::load(LlamaCppConfig::default()).await.unwrap());
     let mut policy = Policy::preset_default();
     policy.recursion.max_iterations = 2;
     policy.budget.turn_tokens = 160;
     let agent = Arc::new(Agent::new(model.clone(), Sandbox::open(&SandboxConfig::from_env()).unwrap(), policy.clone()).unwrap());
-    let (_, before) = ask(&agent).await;
+    let (_, before) = ask(&agent, NEEDLES[0]).await;
     assert_ne!(before.as_deref(), Some("6204917"), "the base model already finds it: the test would mean nothing");
 
     // The warm start: each train needle's reference search as the reply to the agent's own
@@ -83,6 +95,18 @@ async fn a_1mb_haystack_is_found_by_code_after_a_warm_start_on_8kb_needles() {
 
     let adapter = model.load_adapter(&path).await.unwrap();
     model.set_adapter(Some((adapter, 1.0))).await.unwrap();
-    let (stop, after) = ask(&agent).await;
-    assert_eq!((stop, after.as_deref()), (Stop::Answered, Some("6204917")), "SFT losses {losses:?}");
+    // The eight runs at once: the engine decodes their turns together.
+    let mut runs = tokio::task::JoinSet::new();
+    for needle in NEEDLES {
+        let agent = agent.clone();
+        runs.spawn(async move { (needle, ask(&agent, needle).await) });
+    }
+    let mut found = Vec::new();
+    while let Some(done) = runs.join_next().await {
+        let ((name, number, _), (stop, answer)) = done.unwrap();
+        eprintln!("{name}: {} {answer:?} (expected {number})", stop.name());
+        found.push(answer == Some(number.to_string()));
+    }
+    let n = found.iter().filter(|&&f| f).count();
+    assert!(n >= 6, "{n}/8 needles found in 1 MB haystacks ({found:?}); SFT losses {losses:?}");
 }
