@@ -220,6 +220,15 @@ pub fn block_stop(text: &[u8], from: usize, markers: &[String]) -> Option<usize>
     None
 }
 
+/// [`block_stop`] on a finished reply, whose last line is complete though no newline ends it:
+/// where the backends that cannot stop mid-generation (HTTP, scripted) cut the reply.
+pub(crate) fn finished_block_stop(reply: &str, markers: &[String]) -> Option<usize> {
+    if markers.is_empty() {
+        return None;
+    }
+    block_stop(format!("{reply}\n").as_bytes(), 0, markers)
+}
+
 /// Why generation ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FinishReason {

@@ -23,8 +23,8 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use super::{
-    Completion, FinishReason, LanguageModel, Message, Sampling, Timings, Usage, block_stop,
-    check_request,
+    Completion, FinishReason, LanguageModel, Message, Sampling, Timings, Usage, check_request,
+    finished_block_stop,
 };
 use crate::{Error, Result};
 
@@ -333,7 +333,7 @@ impl LanguageModel for OpenAiModel {
             for mut p in choices.into_iter().take(want) {
                 // A server cannot apply this rule: the reply is cut where the engine would
                 // have stopped, and so are its log-probs when the server named the tokens.
-                if let Some(end) = block_stop(format!("{}\n", p.text).as_bytes(), 0, &sampling.stop_after_block) {
+                if let Some(end) = finished_block_stop(&p.text, &sampling.stop_after_block) {
                     p.text.truncate(end);
                     p.finish = Some("stop".into());
                     if p.token_lens.len() == p.logprobs.len() {

@@ -12,8 +12,8 @@ use std::time::Instant;
 use async_trait::async_trait;
 
 use super::{
-    Completion, FinishReason, LanguageModel, Message, Sampling, Timings, Usage, block_stop,
-    check_prompt,
+    Completion, FinishReason, LanguageModel, Message, Sampling, Timings, Usage, check_prompt,
+    finished_block_stop,
 };
 use crate::{Error, Result};
 
@@ -84,7 +84,7 @@ impl LanguageModel for ScriptedModel {
                 let mut text = replies.pop_front().unwrap_or_default();
                 let mut finish_reason = FinishReason::Stop;
                 // A reply ends after its answering block, as the engine would have stopped it.
-                if let Some(end) = block_stop(format!("{text}\n").as_bytes(), 0, &sampling.stop_after_block) {
+                if let Some(end) = finished_block_stop(&text, &sampling.stop_after_block) {
                     text.truncate(end);
                 }
                 if let Some((cut, _)) = text.char_indices().nth(sampling.max_new_tokens * 4) {

@@ -824,8 +824,9 @@ enum TurnError {
 
 /// Shortens the REPL feedback in `messages` (the user messages after the task) so that about
 /// `over` of the prompt's `prompt_tokens` tokens go, cutting the middle of the longest message
-/// first. Tokens per character are estimated over the whole prompt, and raised with each
-/// `attempt` (REPL output of digits or symbols takes more tokens per character than prose).
+/// first. Characters per token are estimated over the whole prompt, and the cut doubles with
+/// each further `attempt` (REPL output of digits or symbols takes more tokens per character
+/// than prose).
 /// Returns the characters cut, or `None` when no feedback is long enough to cut.
 fn shorten_feedback(messages: &mut [Message], prompt_tokens: usize, over: usize, attempt: u32) -> Option<usize> {
     const KEEP: usize = 400;
